@@ -38,7 +38,7 @@ import cloudpickle
 import msgpack
 
 VERSION = 1
-PYTHON = "%d.%d.%d" % sys.version_info[:3]
+PYTHON = ".".join(map(str, sys.version_info[:3]))
 
 TASK_FIELDS = ("v", "kind", "task_id", "session_id", "fn", "n", "payload", "sha256",
                "python", "sdk", "created")

@@ -1,0 +1,1 @@
+"""starburst-cli: the local cloud, infrastructure, status and housekeeping."""

@@ -1,0 +1,1 @@
+"""The starburst local cloud: LocalStack plus a local Fargate runner hosting moto."""

@@ -1,0 +1,1 @@
+"""starburst: send Python function calls to AWS Fargate, get futures back."""
