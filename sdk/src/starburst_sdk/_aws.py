@@ -1,0 +1,55 @@
+"""boto3 clients, configured once per plan.
+
+Endpoints come only from the standard AWS variables (``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_S3``, ...), which botocore reads itself: the local cloud is
+just another endpoint, and nothing here knows it exists.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 8},
+    max_pool_connections=32,
+    connect_timeout=10,
+    read_timeout=60,
+)
+
+
+class Clients:
+    """Lazily made, thread-safe boto3 clients sharing one session."""
+
+    def __init__(self, region: str | None = None, session: boto3.Session | None = None):
+        self._session = session or boto3.Session(region_name=region)
+        self.region = region or self._session.region_name
+        if not self.region:
+            from ._errors import ConfigError
+
+            raise ConfigError(
+                "no AWS region: pass Plan(region=...) or set AWS_REGION / "
+                "AWS_DEFAULT_REGION (or `aws configure`)"
+            )
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    def __getattr__(self, service: str) -> Any:
+        if service.startswith("_"):
+            raise AttributeError(service)
+        name = service.replace("_", "-")
+        with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                client = self._session.client(name, region_name=self.region,
+                                              config=_CONFIG)
+                self._clients[name] = client
+            return client
+
+
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,974 @@
+"""``Plan``: a ``concurrent.futures.Executor`` whose workers are Fargate tasks.
+
+Data flow, and which thread owns each step::
+
+    submit/map (caller)   pickle now, queue a _Task in memory; never touches the network
+          │
+    engine thread         first work: create the session's queues, task definition
+          │               launch: the wave queue starts min(workers, tasks) workers
+          │                       within the vCPU quota, ten per RunTask, and backfills
+          │               dispatch: PUT task objects, send ids to SQS, keeping about
+          │                         two tasks per live worker in the queue
+          │               monitor: DescribeTasks; a worker that stopped badly has its
+          │                        claimed task released for retry, or failed
+          ▼
+    collector thread      list results/, GET each new result by exact key, resolve
+                          futures; drain the dead-letter queue into failures
+
+Lock order: ``Plan._lock`` guards the task tables (``_pending``, ``_inflight``)
+and counters; it is never held across a network call. Futures are completed
+outside the lock, because completing a future runs user callbacks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.thread import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from starburst_worker import __version__ as _worker_version
+from starburst_worker import envelope
+
+from . import _cost, _ecs, _quota
+from ._aws import Clients
+from ._config import DeploymentConfig, default_deployment, load_config
+from ._errors import (
+    BrokenPlan,
+    QuotaError,
+    RemoteError,
+    RemoteTraceback,
+    ResultMissingError,
+    StarburstError,
+    WorkerLostError,
+)
+from ._resources import TaskSize, task_size
+from ._session import (
+    Registry,
+    SessionQueues,
+    WorkerRecord,
+    claim_key,
+    new_session_id,
+    registry_key,
+    result_key,
+    results_prefix,
+    task_key,
+)
+
+log = logging.getLogger("starburst")
+
+SDK_VERSION = _worker_version
+CHUNK_BYTES = 1 << 20  # a task object carries about a megabyte at most
+MAX_CHUNK_ITEMS = 1000
+VISIBILITY = 60  # seconds; the worker's heartbeat extends it while a task runs
+TICK = 0.05
+MONITOR_INTERVAL = 1.0
+CHECKPOINT_INTERVAL = 5.0
+DLQ_INTERVAL = 3.0
+
+_HINTS = {
+    "TaskFailedToStart": (
+        "the worker never started: check that the image exists in ECR and that "
+        "the subnets reach ECR, S3 and CloudWatch Logs (a public IP, a NAT "
+        "gateway or VPC endpoints)"
+    ),
+    "OutOfMemory": (
+        "the worker ran out of memory; give the plan more, e.g. "
+        "Plan(memory=...) with the next Fargate size up"
+    ),
+    "SpotInterruption": "AWS reclaimed the Spot capacity",
+}
+
+
+@dataclass(eq=False)
+class _Task:
+    """One task object: a chunk of items sharing a message and a result."""
+
+    task_id: str
+    fn_name: str
+    fn_blob: bytes | None
+    futures: list[Future]
+    blobs: list[bytes] | None  # dropped once uploaded
+    size: int = 0
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlanStatus:
+    """A snapshot of a plan's progress, counted in items (function calls)."""
+
+    session_id: str
+    wave: int
+    workers_running: int
+    workers_starting: int
+    workers_stopped: int
+    pending: int
+    running: int
+    completed: int
+    failed: int
+
+    @property
+    def running_workers(self) -> int:
+        return self.workers_running
+
+
+@dataclass
+class _Counters:
+    completed: int = 0
+    failed: int = 0
+    items_pending: int = 0
+    items_running: int = 0
+    wave: int = 0
+    start_failures: int = 0
+    relaunch_after: float = 0.0
+    last_stop_reason: str = ""
+
+
+@dataclass
+class _Settings:
+    workers: int
+    size: TaskSize
+    region: str
+    timeout: float | None
+    max_attempts: int
+    idle_timeout: float
+    image: str
+    chunksize: int | None
+    max_tasks_per_worker: int
+    vcpu_quota: float | None
+    capacity_provider: str = "FARGATE"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workers": self.workers,
+            "cpu": self.size.vcpu,
+            "memory_mib": self.size.memory_mib,
+            "region": self.region,
+            "timeout": self.timeout,
+            "max_attempts": self.max_attempts,
+            "idle_timeout": self.idle_timeout,
+            "image": self.image,
+            "capacity_provider": self.capacity_provider,
+            "max_tasks_per_worker": self.max_tasks_per_worker,
+        }
+
+
+class Plan(Executor):
+    """Run Python function calls on a pool of AWS Fargate workers.
+
+    A ``Plan`` is a ``concurrent.futures.Executor``: ``submit`` and ``map``
+    return ordinary futures, so ``as_completed``, ``wait`` and ``with`` work as
+    with a ``ProcessPoolExecutor``. Nothing is created in AWS until the first
+    ``submit``; ``shutdown`` deletes the session's queues and stops its workers.
+
+    Args:
+        workers: the most Fargate tasks to run at once.
+        cpu: vCPUs per worker (0.25, 0.5, 1, 2, 4, 8 or 16).
+        memory: memory per worker, e.g. ``"4GB"``, ``"512MB"`` or ``4096`` (MiB);
+            must be a size Fargate offers for ``cpu``. Default: 2 GB per vCPU.
+        region: AWS region; default from the environment (``AWS_REGION``).
+        timeout: seconds one call may run on a worker before it raises
+            ``TimeoutError``; ``None`` for no limit.
+        max_attempts: how many times a call is tried when its worker is lost
+            (out of memory, Spot interruption, killed) before its future fails.
+        idle_timeout: seconds a worker waits for work before it exits.
+        deployment: which starburst deployment (its SSM config document) to use;
+            default ``$STARBURST_DEPLOYMENT`` or ``"default"``.
+        image: the worker image; default the deployment's ``worker_image``.
+        chunksize: items per task object for ``map``; default sized automatically.
+        max_tasks_per_worker: a worker exits after this many task objects
+            (``1`` gives each task a fresh Fargate task); ``0`` for no limit.
+        vcpu_quota: the Fargate vCPU quota to assume when the Service Quotas API
+            cannot be read; default 32.
+        environment: extra environment variables for the workers.
+
+    Raises:
+        ValueError, TypeError: an argument is out of range or of the wrong type.
+        ConfigError: the deployment's config document is missing or invalid.
+    """
+
+    def __init__(
+        self,
+        workers: int = 10,
+        cpu: float | int | str = 1,
+        memory: int | float | str | None = None,
+        *,
+        region: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int = 3,
+        idle_timeout: float = 60.0,
+        deployment: str | None = None,
+        image: str | None = None,
+        chunksize: int | None = None,
+        max_tasks_per_worker: int = 0,
+        vcpu_quota: float | None = None,
+        environment: dict[str, str] | None = None,
+        _clients: Clients | None = None,
+    ) -> None:
+        _check_int("workers", workers, 1, 10_000)
+        size = task_size(cpu, memory)
+        if timeout is not None:
+            _check_number("timeout", timeout, 1, 14 * 24 * 3600)
+        _check_int("max_attempts", max_attempts, 1, 100)
+        _check_number("idle_timeout", idle_timeout, 1, 12 * 3600)
+        if chunksize is not None:
+            _check_int("chunksize", chunksize, 1, 1_000_000)
+        _check_int("max_tasks_per_worker", max_tasks_per_worker, 0, 1_000_000)
+        if vcpu_quota is not None:
+            _check_number("vcpu_quota", vcpu_quota, 0.25, 1_000_000)
+        env = dict(environment or {})
+        for k, v in env.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError("environment must map str to str")
+
+        self._clients = _clients or Clients(region)
+        self.deployment = deployment or default_deployment()
+        self.config: DeploymentConfig = load_config(self._clients.ssm, self.deployment)
+        image = image or self.config.worker_image
+        if not image:
+            raise ValueError(
+                "no worker image: pass Plan(image=...) or set worker_image in the "
+                f"deployment {self.deployment!r}"
+            )
+        self._settings = _Settings(
+            workers=workers, size=size, region=self._clients.region,
+            timeout=timeout, max_attempts=max_attempts, idle_timeout=idle_timeout,
+            image=image, chunksize=chunksize,
+            max_tasks_per_worker=max_tasks_per_worker, vcpu_quota=vcpu_quota,
+            extra_env=env,
+        )
+        self.session_id = new_session_id()
+        self.registry = Registry(self.session_id, self.deployment, time.time(),
+                                 self._settings.as_dict())
+
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._pending: deque[_Task] = deque()
+        self._inflight: dict[str, _Task] = {}
+        self._ids = itertools.count(1)
+        self._counters = _Counters()
+        self._shutdown = False
+        self._broken: BaseException | None = None
+        self._queues: SessionQueues | None = None
+        self._task_definition: str | None = None
+        self._quota: _quota.Quota | None = None
+        self._engine: threading.Thread | None = None
+        self._collector: threading.Thread | None = None
+        self._io = ThreadPoolExecutor(16, thread_name_prefix="starburst-io")
+        self._closed = threading.Event()
+        self._dirty = False
+
+    # -- public API ---------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Schedule ``fn(*args, **kwargs)`` on a worker; return its future.
+
+        The call is pickled here: an object that cannot be pickled raises
+        ``TypeError`` at once, naming it, and nothing is sent.
+        """
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
+        blob = _pickle_call((fn, args, kwargs), fn)
+        future: Future = Future()
+        self._enqueue([_Task("", envelope.qualified_name(fn), None, [future], [blob],
+                             len(blob))])
+        return future
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+            timeout: float | None = None, chunksize: int | None = None) -> Iterator[Any]:
+        """Like ``Executor.map``: results in input order, ``timeout`` counted
+        from this call. Items travel in chunks (``chunksize`` per task object,
+        sized automatically when not given); each item still has its own
+        outcome and exception.
+        """
+        if timeout is not None:
+            end = time.monotonic() + timeout
+        if chunksize is not None:
+            _check_int("chunksize", chunksize, 1, 1_000_000)
+        fn_blob = _pickle_call(fn, fn)
+        blobs = [_pickle_call((args, {}), fn) for args in zip(*iterables, strict=False)]
+        size = chunksize or self._settings.chunksize or self._auto_chunksize(len(blobs))
+        name = envelope.qualified_name(fn)
+        futures: list[Future] = []
+        tasks: list[_Task] = []
+        start = 0
+        while start < len(blobs):
+            chunk: list[bytes] = []
+            nbytes = len(fn_blob)
+            while (start + len(chunk) < len(blobs) and len(chunk) < size
+                   and (not chunk or nbytes + len(blobs[start + len(chunk)]) <= CHUNK_BYTES)):
+                blob = blobs[start + len(chunk)]
+                chunk.append(blob)
+                nbytes += len(blob)
+            fs = [Future() for _ in chunk]
+            futures.extend(fs)
+            tasks.append(_Task("", name, fn_blob, fs, chunk, nbytes))
+            start += len(chunk)
+        self._enqueue(tasks)
+
+        def results() -> Iterator[Any]:
+            try:
+                futures.reverse()
+                while futures:
+                    if timeout is None:
+                        yield _result_or_cancel(futures.pop())
+                    else:
+                        yield _result_or_cancel(futures.pop(), end - time.monotonic())
+            finally:
+                for f in futures:
+                    f.cancel()
+
+        return results()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work; delete the session's queues and stop its workers
+        once the submitted work is done (or cancelled, with ``cancel_futures``)."""
+        with self._wake:
+            self._shutdown = True
+            if cancel_futures:
+                self._cancel_pending_locked()
+            self._wake.notify_all()
+            engine = self._engine
+        if engine is None:
+            self._closed.set()
+            self._io.shutdown(wait=False)
+            return
+        if wait:
+            engine.join()
+            if self._collector is not None:
+                self._collector.join()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:
+            # The caller is leaving on an error (or Ctrl-C): nothing it started
+            # should keep running or billing.
+            self._abort(f"the with-block raised {exc_type.__name__}")
+        return False
+
+    def status(self) -> PlanStatus:
+        """Workers and items right now."""
+        workers = self.registry.all()
+        with self._lock:
+            c = self._counters
+            return PlanStatus(
+                session_id=self.session_id,
+                wave=c.wave,
+                workers_running=sum(1 for w in workers if w.status == "RUNNING"),
+                workers_starting=sum(1 for w in workers
+                                     if w.alive and w.status != "RUNNING"),
+                workers_stopped=sum(1 for w in workers if not w.alive),
+                pending=c.items_pending,
+                running=c.items_running,
+                completed=c.completed,
+                failed=c.failed,
+            )
+
+    def cost(self) -> float:
+        """Dollars Fargate bills for this session's workers so far (per second
+        from start to stop, one-minute minimum, On-Demand price of the region)."""
+        now = time.time()
+        total = 0.0
+        size = self._settings.size
+        for w in self.registry.all():
+            if w.started is None:
+                continue
+            seconds = (w.stopped or now) - w.started
+            total += _cost.task_cost(seconds, size.vcpu, size.memory_gb,
+                                     self._settings.region)
+        return total
+
+    @property
+    def size(self) -> TaskSize:
+        return self._settings.size
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return (f"Plan(workers={s.workers}, cpu={s.size.vcpu:g}, "
+                f"memory='{s.size.memory_gb:g}GB', region={s.region!r}, "
+                f"session={self.session_id!r})")
+
+    # -- submission ---------------------------------------------------------
+
+    def _auto_chunksize(self, n_items: int) -> int:
+        # At least four chunks per worker so the pool stays balanced at the end.
+        return max(1, min(MAX_CHUNK_ITEMS, math.ceil(n_items / (4 * self._settings.workers))))
+
+    def _enqueue(self, tasks: list[_Task]) -> None:
+        with self._wake:
+            if self._broken is not None:
+                raise BrokenPlan(f"the plan is broken: {self._broken}") from self._broken
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            for task in tasks:
+                task.task_id = f"{next(self._ids):08d}"
+                self._pending.append(task)
+                self._counters.items_pending += len(task.futures)
+            if self._engine is None:
+                self._start_threads()
+            self._wake.notify_all()
+
+    def _start_threads(self) -> None:
+        self._engine = threading.Thread(target=self._engine_main, daemon=True,
+                                        name=f"starburst-engine-{self.session_id}")
+        self._collector = threading.Thread(target=self._collector_main, daemon=True,
+                                           name=f"starburst-collector-{self.session_id}")
+        self._engine.start()
+        self._collector.start()
+        _live_plans.add(self)
+
+    def _cancel_pending_locked(self) -> None:
+        for task in self._pending:
+            for f in task.futures:
+                if f.cancel():
+                    self._counters.items_pending -= 1
+        self._pending = deque(t for t in self._pending
+                              if not all(f.cancelled() for f in t.futures))
+
+    # -- engine thread ------------------------------------------------------
+
+    def _engine_main(self) -> None:
+        last_monitor = last_checkpoint = 0.0
+        try:
+            self._open_session()
+            while True:
+                with self._wake:
+                    if self._shutdown and not self._pending and not self._inflight:
+                        break
+                    self._wake.wait(TICK)
+                now = time.monotonic()
+                self._launch()
+                self._dispatch()
+                if now - last_monitor >= MONITOR_INTERVAL:
+                    self._monitor()
+                    last_monitor = now
+                if self._dirty and now - last_checkpoint >= CHECKPOINT_INTERVAL:
+                    self._checkpoint()
+                    last_checkpoint = now
+        except BaseException as exc:  # the backend failed: fail everything, clean up
+            log.exception("starburst session %s failed", self.session_id)
+            self._break(exc)
+        finally:
+            self._close_session()
+
+    def _open_session(self) -> None:
+        c, cfg, s = self._clients, self.config, self._settings
+        tags = {"starburst:deployment": self.deployment,
+                "starburst:session": self.session_id}
+        self._queues = SessionQueues.create(
+            c.sqs, f"{cfg.queue_prefix}-{self.session_id}",
+            max_attempts=s.max_attempts, visibility=VISIBILITY, tags=tags)
+        spec = _ecs.TaskDefinitionSpec(
+            image=s.image, size=s.size, execution_role_arn=cfg.execution_role_arn,
+            task_role_arn=cfg.task_role_arn, log_group=cfg.log_group, region=s.region)
+        self._task_definition = _ecs.ensure_task_definition(
+            c.ecs, spec, self.deployment, _tag_list(tags | {"starburst:managed-by": "sdk"}))
+        self._quota = _quota.Quota.read(c, cfg.cluster, spot=False,
+                                        fallback=s.vcpu_quota)
+        self._checkpoint()
+        log.info("session %s: queue %s, task definition %s, vCPU quota %g (%s)",
+                 self.session_id, self._queues.url, self._task_definition,
+                 self._quota.limit, self._quota.source)
+
+    def _worker_env(self) -> dict[str, str]:
+        s, cfg = self._settings, self.config
+        assert self._queues is not None
+        env = {
+            "STARBURST_BUCKET": cfg.bucket,
+            "STARBURST_PREFIX": cfg.prefix,
+            "STARBURST_SESSION": self.session_id,
+            "STARBURST_QUEUE_URL": self._queues.url,
+            "STARBURST_IDLE_TIMEOUT": f"{s.idle_timeout:g}",
+            "STARBURST_VISIBILITY": str(VISIBILITY),
+            "STARBURST_MAX_TASKS": str(s.max_tasks_per_worker),
+            "STARBURST_ITEM_TIMEOUT": f"{s.timeout or 0:g}",
+            "AWS_REGION": s.region,
+            "AWS_DEFAULT_REGION": s.region,
+        }
+        env.update(s.extra_env)
+        return env
+
+    def _launch(self) -> None:
+        """The wave queue: keep min(workers, outstanding tasks) workers alive."""
+        s = self._settings
+        with self._lock:
+            outstanding = len(self._pending) + len(self._inflight)
+            if self._shutdown and outstanding == 0:
+                return
+            if time.monotonic() < self._counters.relaunch_after:
+                return
+        alive = self.registry.alive()
+        want = min(s.workers, outstanding) - len(alive)
+        if want <= 0:
+            return
+        assert self._quota is not None
+        room = self._quota.room(len(alive), s.size.vcpu)
+        if room <= 0:
+            if not alive:
+                raise QuotaError(
+                    f"no worker can start: the Fargate vCPU quota is "
+                    f"{self._quota.limit:g} ({self._quota.source}) and "
+                    f"{self._quota.others:g} vCPU already run in the cluster; ask "
+                    "for more in the Service Quotas console or use a smaller cpu"
+                )
+            return
+        count = min(want, room)
+        with self._lock:
+            self._counters.wave += 1
+            wave = self._counters.wave
+        env = self._worker_env()
+        tags = _tag_list({"starburst:deployment": self.deployment,
+                          "starburst:session": self.session_id})
+        launched = 0
+        for batch in _ecs.chunks(range(count), _ecs.RUN_TASK_BATCH):
+            result = _ecs.run_tasks(
+                self._clients.ecs, cluster=self.config.cluster,
+                task_definition=self._task_definition or "", count=len(batch),
+                config=self.config, environment=env, tags=tags,
+                started_by=f"starburst-{self.session_id}",
+                capacity_provider=s.capacity_provider)
+            now = time.time()
+            for arn in result.arns:
+                self.registry.add_worker(WorkerRecord(arn, now, wave,
+                                                      capacity_provider=s.capacity_provider))
+            launched += len(result.arns)
+            if result.failures:
+                reasons = "; ".join(f.get("reason", "?") for f in result.failures)
+                log.warning("RunTask could not start %d worker(s): %s",
+                            len(result.failures), reasons)
+                with self._lock:
+                    self._counters.relaunch_after = time.monotonic() + 5.0
+                break
+        self._dirty = True
+        log.info("wave %d: started %d worker(s) (%d running or starting)",
+                 wave, launched, len(alive) + launched)
+
+    def _dispatch(self) -> None:
+        """Upload and enqueue tasks, keeping SQS about two tasks per worker deep."""
+        assert self._queues is not None
+        with self._lock:
+            depth = 2 * max(1, len(self.registry.alive()))
+            room = depth - len(self._inflight)
+            batch: list[_Task] = []
+            while room > 0 and self._pending:
+                task = self._pending.popleft()
+                self._counters.items_pending -= len(task.futures)
+                live = [i for i, f in enumerate(task.futures)
+                        if f.set_running_or_notify_cancel()]
+                if not live:
+                    continue
+                if len(live) < len(task.futures):
+                    assert task.blobs is not None
+                    task.futures = [task.futures[i] for i in live]
+                    task.blobs = [task.blobs[i] for i in live]
+                self._counters.items_running += len(task.futures)
+                self._inflight[task.task_id] = task
+                batch.append(task)
+                room -= 1
+        if not batch:
+            return
+        cfg = self.config
+        now = time.time()
+
+        def upload(task: _Task) -> None:
+            assert task.blobs is not None
+            body = envelope.pack_task(
+                task_id=task.task_id, session_id=self.session_id, fn_name=task.fn_name,
+                fn_blob=task.fn_blob, item_blobs=task.blobs, sdk=SDK_VERSION,
+                created=now)
+            self._clients.s3.put_object(
+                Bucket=cfg.bucket, Key=task_key(cfg.prefix, self.session_id, task.task_id),
+                Body=body)
+            task.blobs = None
+            task.fn_blob = None
+
+        list(self._io.map(upload, batch))
+        ids = [t.task_id for t in batch]
+        failed = self._queues.send(self._clients.sqs, ids)
+        if failed:
+            raise StarburstError(f"SQS refused {len(failed)} message(s) for tasks {failed[:5]}")
+        sent = time.monotonic()
+        for task in batch:
+            task.sent_at = sent
+        with self._lock:
+            for task in batch:
+                self.registry.task_ids.append(task.task_id)
+                self.registry.task_sizes.append(len(task.futures))
+        self._dirty = True
+
+    def _monitor(self) -> None:
+        """DescribeTasks on live workers; deal with the ones that stopped."""
+        alive = self.registry.alive()
+        if not alive:
+            return
+        descs = _ecs.describe_tasks(self._clients.ecs, self.config.cluster,
+                                    [w.arn for w in alive])
+        by_arn = {d["taskArn"]: d for d in descs}
+        for worker in alive:
+            desc = by_arn.get(worker.arn)
+            if desc is None:
+                continue
+            before = worker.status
+            worker.update(desc)
+            if worker.status != before:
+                self._dirty = True
+                log.debug("worker %s: %s -> %s", worker.task_id, before, worker.status)
+            if worker.status == "STOPPED":
+                self._on_worker_stopped(worker)
+
+    def _on_worker_stopped(self, worker: WorkerRecord) -> None:
+        reason = _stop_description(worker)
+        if worker.started is None or worker.stop_code == "TaskFailedToStart":
+            with self._lock:
+                self._counters.start_failures += 1
+                self._counters.last_stop_reason = reason
+                failures = self._counters.start_failures
+                self._counters.relaunch_after = time.monotonic() + min(30, 2**failures)
+            log.warning("worker %s failed to start: %s", worker.task_id, reason)
+            if failures >= self._settings.max_attempts:
+                self._fail_outstanding(WorkerLostError(
+                    f"{failures} workers in a row failed to start; the last: {reason}"))
+            return
+        with self._lock:
+            self._counters.start_failures = 0
+        if not worker.failed:
+            log.info("worker %s exited (%s)", worker.task_id, reason)
+            return
+        log.warning("worker %s stopped: %s", worker.task_id, reason)
+        claim = self._read_claim(worker)
+        if claim is None:
+            return
+        task_id = claim.get("task_id")
+        with self._lock:
+            task = self._inflight.get(task_id)
+        if task is None or self._result_exists(task_id):
+            return
+        attempt = int(claim.get("attempt", 1))
+        assert self._queues is not None
+        sqs = self._clients.sqs
+        if attempt >= self._settings.max_attempts:
+            try:
+                sqs.delete_message(QueueUrl=self._queues.url,
+                                   ReceiptHandle=claim["receipt"])
+            except Exception as exc:
+                log.debug("could not delete the message of task %s: %s", task_id, exc)
+            self._fail_task(task_id, WorkerLostError(
+                f"task {task_id} was lost {attempt} time(s), the limit "
+                f"(max_attempts={self._settings.max_attempts}); last worker "
+                f"{worker.task_id} stopped: {reason}"))
+        else:
+            try:  # make it visible now instead of after the visibility window
+                sqs.change_message_visibility(QueueUrl=self._queues.url,
+                                              ReceiptHandle=claim["receipt"],
+                                              VisibilityTimeout=0)
+                log.info("task %s released for attempt %d", task_id, attempt + 1)
+            except Exception as exc:
+                log.debug("could not release task %s: %s", task_id, exc)
+
+    def _read_claim(self, worker: WorkerRecord) -> dict[str, Any] | None:
+        import json
+
+        cfg = self.config
+        try:
+            obj = self._clients.s3.get_object(
+                Bucket=cfg.bucket,
+                Key=claim_key(cfg.prefix, self.session_id, worker.task_id))
+            return json.loads(obj["Body"].read())
+        except Exception as exc:
+            log.debug("no claim for worker %s: %s", worker.task_id, exc)
+            return None
+
+    def _result_exists(self, task_id: str) -> bool:
+        cfg = self.config
+        try:
+            self._clients.s3.head_object(
+                Bucket=cfg.bucket, Key=result_key(cfg.prefix, self.session_id, task_id))
+            return True
+        except Exception:
+            return False
+
+    def _checkpoint(self) -> None:
+        cfg = self.config
+        self._dirty = False
+        self._clients.s3.put_object(
+            Bucket=cfg.bucket, Key=registry_key(cfg.prefix, self.session_id),
+            Body=self.registry.to_json(), ContentType="application/json")
+
+    def _close_session(self) -> None:
+        """Stop workers, delete the queues, write the registry's final state."""
+        try:
+            alive = self.registry.alive()
+            if alive:
+                _ecs.stop_tasks(self._clients.ecs, self.config.cluster,
+                                [w.arn for w in alive],
+                                f"starburst session {self.session_id} ended")
+            if self._queues is not None:
+                self._queues.delete(self._clients.sqs)
+            self.registry.state = "broken" if self._broken else "ended"
+            self._checkpoint()
+            log.info("session %s ended: %s; cost $%.4f", self.session_id,
+                     self.status(), self.cost())
+        except Exception:
+            log.exception("could not clean up session %s; run `starburst-cli cleanup`",
+                          self.session_id)
+        finally:
+            self._closed.set()
+            self._io.shutdown(wait=False)
+            _live_plans.discard(self)
+
+    # -- collector thread ---------------------------------------------------
+
+    def _collector_main(self) -> None:
+        idle = TICK
+        last_dlq = time.monotonic()
+        try:
+            while not self._closed.is_set():
+                with self._lock:
+                    inflight = sorted(self._inflight)
+                if not inflight:
+                    self._closed.wait(TICK)
+                    continue
+                found = self._collect(inflight)
+                if time.monotonic() - last_dlq >= DLQ_INTERVAL:
+                    self._drain_dlq()
+                    last_dlq = time.monotonic()
+                idle = TICK if found else min(0.5, idle * 1.5)
+                self._closed.wait(idle)
+        except BaseException as exc:
+            log.exception("starburst collector for session %s failed", self.session_id)
+            self._break(exc)
+
+    def _collect(self, inflight: list[str]) -> int:
+        cfg = self.config
+        prefix = results_prefix(cfg.prefix, self.session_id)
+        wanted = set(inflight)
+        start_after = f"{prefix}{int(inflight[0]) - 1:08d}.msgpack"
+        ready: list[str] = []
+        paginator = self._clients.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=cfg.bucket, Prefix=prefix,
+                                       StartAfter=start_after):
+            for obj in page.get("Contents", []):
+                tid = obj["Key"][len(prefix):].removesuffix(".msgpack")
+                if tid in wanted:
+                    ready.append(tid)
+        if ready:
+            list(self._io.map(self._fetch_result, ready))
+        return len(ready)
+
+    def _fetch_result(self, task_id: str) -> None:
+        cfg = self.config
+        key = result_key(cfg.prefix, self.session_id, task_id)
+        data = self._clients.s3.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+        with self._lock:
+            task = self._inflight.pop(task_id, None)
+            if task is None:
+                return  # already resolved: a retry wrote the same result again
+            self._counters.items_running -= len(task.futures)
+        try:
+            env = envelope.unpack(data, "result")
+            outcomes = envelope.result_outcomes(env)
+        except Exception as exc:
+            self._settle(task.futures, [exc] * len(task.futures))
+            return
+        if len(outcomes) != len(task.futures):
+            if len(outcomes) == 1 and not outcomes[0].ok:  # the whole task failed
+                outcomes = outcomes * len(task.futures)
+            else:
+                err = ResultMissingError(
+                    f"result {key} has {len(outcomes)} item(s), task had "
+                    f"{len(task.futures)}")
+                self._settle(task.futures, [err] * len(task.futures))
+                return
+        worker = str(env.get("worker", "?")).rsplit("/", 1)[-1]
+        n_ok = n_failed = 0
+        for future, outcome in zip(task.futures, outcomes, strict=True):
+            if outcome.ok:
+                try:
+                    value = outcome.value()
+                except Exception as exc:
+                    future.set_exception(RemoteError(
+                        type(exc).__name__, f"the result could not be unpickled here: {exc}"))
+                    n_failed += 1
+                    continue
+                future.set_result(value)
+                n_ok += 1
+            else:
+                future.set_exception(_rebuild_exception(outcome, task_id, worker,
+                                                        env.get("attempt", 1)))
+                n_failed += 1
+        with self._lock:
+            self._counters.completed += n_ok
+            self._counters.failed += n_failed
+
+    def _drain_dlq(self) -> None:
+        assert self._queues is not None
+        sqs = self._clients.sqs
+        resp = sqs.receive_message(QueueUrl=self._queues.dlq_url, MaxNumberOfMessages=10,
+                                   WaitTimeSeconds=0)
+        for message in resp.get("Messages", []):
+            task_id = message["Body"]
+            if not self._result_exists(task_id):
+                with self._lock:
+                    reason = self._counters.last_stop_reason
+                self._fail_task(task_id, WorkerLostError(
+                    f"task {task_id} was received {self._settings.max_attempts} time(s) "
+                    "(max_attempts) without producing a result"
+                    + (f"; the last worker stop: {reason}" if reason else "")))
+            sqs.delete_message(QueueUrl=self._queues.dlq_url,
+                               ReceiptHandle=message["ReceiptHandle"])
+
+    # -- completing futures -------------------------------------------------
+
+    def _settle(self, futures: list[Future], errors: list[BaseException]) -> None:
+        for f, err in zip(futures, errors, strict=True):
+            if not f.done():
+                f.set_exception(err)
+        with self._lock:
+            self._counters.failed += len(futures)
+
+    def _fail_task(self, task_id: str, exc: BaseException) -> None:
+        with self._lock:
+            task = self._inflight.pop(task_id, None)
+            if task is None:
+                return
+            self._counters.items_running -= len(task.futures)
+        self._settle(task.futures, [exc] * len(task.futures))
+
+    def _fail_outstanding(self, exc: BaseException) -> None:
+        with self._lock:
+            tasks = list(self._pending) + list(self._inflight.values())
+            self._pending.clear()
+            self._inflight.clear()
+            self._counters.items_pending = self._counters.items_running = 0
+        for task in tasks:
+            for f in task.futures:
+                if f.done():
+                    continue
+                if f.running() or f.set_running_or_notify_cancel():
+                    f.set_exception(exc)
+            with self._lock:
+                self._counters.failed += len(task.futures)
+
+    def _break(self, exc: BaseException) -> None:
+        with self._wake:
+            if self._broken is None:
+                self._broken = exc
+            self._shutdown = True
+            self._wake.notify_all()
+        broken = BrokenPlan(f"starburst session {self.session_id} failed: {exc}")
+        broken.__cause__ = exc
+        self._fail_outstanding(broken)
+
+    def _abort(self, why: str) -> None:
+        with self._wake:
+            self._shutdown = True
+            self._cancel_pending_locked()
+            self._wake.notify_all()
+            engine = self._engine
+        self._fail_outstanding(StarburstError(f"the task was stopped because {why}"))
+        if engine is not None:
+            engine.join()
+        else:
+            self._io.shutdown(wait=False)
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+_live_plans: weakref.WeakSet[Plan] = weakref.WeakSet()
+
+
+def _at_exit() -> None:
+    # Like ThreadPoolExecutor: a plan never shut down finishes its work first.
+    for plan in list(_live_plans):
+        plan.shutdown(wait=True)
+
+
+threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in sorted(tags.items())]
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+
+
+def _check_number(name: str, value: Any, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value}")
+
+
+def _pickle_call(obj: Any, fn: Any) -> bytes:
+    try:
+        return envelope.dumps(obj)
+    except Exception as exc:
+        what = envelope.describe_unpicklable(obj, exc)
+        raise TypeError(
+            f"cannot send {envelope.qualified_name(fn)} to a worker: {what}. Pass "
+            "data the worker can rebuild (e.g. a file path instead of an open file, "
+            "or create the client/connection inside the function)"
+        ) from None
+
+
+def _result_or_cancel(future: Future, timeout: float | None = None) -> Any:
+    try:
+        try:
+            return future.result(timeout)
+        except FuturesTimeout:
+            raise TimeoutError("map() did not finish within its timeout") from None
+    finally:
+        future.cancel()
+
+
+def _rebuild_exception(outcome: envelope.Outcome, task_id: str, worker: str,
+                       attempt: Any) -> BaseException:
+    exc: BaseException | None = None
+    if outcome.blob is not None:
+        try:
+            exc = outcome.value()
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(outcome.error_type or "Exception", outcome.error_text or "",
+                          outcome.traceback or "")
+    if outcome.traceback:
+        exc.__cause__ = RemoteTraceback(outcome.traceback)
+    exc.add_note(f"raised in starburst task {task_id} on worker {worker} "
+                 f"(attempt {attempt})")
+    return exc
+
+
+def _stop_description(worker: WorkerRecord) -> str:
+    parts = [p for p in (worker.stop_code, worker.reason) if p]
+    if worker.exit_code not in (None, 0):
+        parts.append(f"exit code {worker.exit_code}")
+    text = ", ".join(parts) or "no reason given"
+    if worker.stop_code == "TaskFailedToStart":
+        text += f" ({_HINTS['TaskFailedToStart']})"
+    elif worker.exit_code == 137 or "OutOfMemory" in (worker.reason or ""):
+        text += f" ({_HINTS['OutOfMemory']})"
+    elif worker.stop_code == "SpotInterruption":
+        text += f" ({_HINTS['SpotInterruption']})"
+    return text
+
+
+__all__ = ["Plan", "PlanStatus"]

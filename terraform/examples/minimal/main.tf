@@ -1,0 +1,9 @@
+provider "aws" {
+  region = var.region
+}
+
+module "starburst" {
+  source = "../.."
+
+  deployment = var.deployment
+}
