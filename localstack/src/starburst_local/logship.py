@@ -10,6 +10,7 @@ per stream and the lines dropped: shipping must never hold up a task.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -130,14 +131,10 @@ class LogShipper:
         if stream.created:
             return
         if stream.create_group:
-            try:
+            with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
                 client.create_log_group(logGroupName=stream.group)
-            except client.exceptions.ResourceAlreadyExistsException:
-                pass
-        try:
+        with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
             client.create_log_stream(logGroupName=stream.group, logStreamName=stream.stream)
-        except client.exceptions.ResourceAlreadyExistsException:
-            pass
         stream.created = True
 
     def _ship(self, stream: Stream, drain: bool) -> None:

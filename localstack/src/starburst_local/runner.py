@@ -247,6 +247,7 @@ def parse_args(argv: list[str] | None = None) -> RunnerConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("STARBURST_LOCAL_LOG", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     config = parse_args(argv)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

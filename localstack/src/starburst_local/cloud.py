@@ -1,0 +1,319 @@
+"""The local cloud as a whole: up, down, status, env, and :class:`LocalCloud` for tests.
+
+``up``: pick ports (0 = a free one) -> start LocalStack (installed on demand) -> start
+the runner (``python -m starburst_local.runner``) with the cloud's AWS environment ->
+write ``<state dir>/state.json`` (pids, create times, ports) -> provision the
+deployment with :func:`starburst_local.bootstrap.bootstrap`. ``down``: stop the
+runner, then LocalStack, by recorded pid (never by name), and remove the runner's
+files and the state file. ``env``: the variables that point any boto3 program here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import procs
+from ._paths import state_dir as resolve_state_dir
+from .localstack import start_localstack, stop_localstack
+
+log = logging.getLogger("starburst.local")
+
+DEFAULT_LS_PORT = 4566
+DEFAULT_RUNNER_PORT = 4599
+STATE_FILE = "state.json"
+LOCALSTACK_SERVICES = ("S3", "SQS", "IAM", "CLOUDWATCH_LOGS", "SSM", "STS")
+RUNNER_SERVICES = ("ECS", "ECR", "EC2", "SERVICE_QUOTAS")
+
+
+class LocalCloudError(RuntimeError):
+    """The local cloud could not be started, found or stopped."""
+
+
+@dataclass
+class CloudState:
+    """What ``state.json`` records about a running local cloud."""
+
+    state_dir: str
+    localstack: dict[str, Any]
+    runner: dict[str, Any]
+    deployment: str = "default"
+    region: str = "us-east-1"
+    started_at: float = field(default_factory=time.time)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return cloud_env(self.localstack["port"], self.runner["port"], self.region,
+                         self.deployment)
+
+    @property
+    def runner_url(self) -> str:
+        return f"http://127.0.0.1:{self.runner['port']}"
+
+    @property
+    def localstack_url(self) -> str:
+        return f"http://127.0.0.1:{self.localstack['port']}"
+
+
+def cloud_env(ls_port: int, runner_port: int, region: str = "us-east-1",
+              deployment: str = "default") -> dict[str, str]:
+    """The environment that sends every AWS client to the local cloud."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        "STARBURST_DEPLOYMENT": deployment,
+    }
+    env |= {f"AWS_ENDPOINT_URL_{s}": f"http://127.0.0.1:{ls_port}"
+            for s in LOCALSTACK_SERVICES}
+    env |= {f"AWS_ENDPOINT_URL_{s}": f"http://127.0.0.1:{runner_port}"
+            for s in RUNNER_SERVICES}
+    return env
+
+
+def export_lines(env: dict[str, str]) -> str:
+    """``export K='V'`` lines for ``eval``."""
+    return "\n".join(f"export {k}='{v}'" for k, v in sorted(env.items()))
+
+
+# -- the state file ---------------------------------------------------------------------
+def read_state(state_dir: str | os.PathLike[str] | None = None) -> CloudState | None:
+    path = resolve_state_dir(state_dir) / STATE_FILE
+    try:
+        return CloudState(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:
+        raise LocalCloudError(f"{path} is unreadable ({exc}); remove it and run "
+                              "`starburst-cli local up` again") from None
+
+
+def _write_state(state: CloudState) -> None:
+    path = Path(state.state_dir) / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    tmp.replace(path)
+
+
+def is_running(state: CloudState | None) -> bool:
+    return bool(state) and procs.alive(state.localstack) and procs.alive(state.runner)
+
+
+# -- the runner process -----------------------------------------------------------------
+def start_runner(port: int, state_dir: Path, env: dict[str, str], *, quota_on_demand:
+                 float, quota_spot: float, cold_start: float, stop_grace: float,
+                 timeout: float = 60.0) -> dict[str, Any]:
+    if procs.port_in_use(port):
+        raise LocalCloudError(f"port {port} on 127.0.0.1 is taken; stop what uses it or "
+                              "pick another with --runner-port")
+    log_path = state_dir / "runner.log"
+    cmd = [sys.executable, "-m", "starburst_local.runner", "--port", str(port),
+           "--state-dir", str(state_dir / "runner"),
+           "--quota-on-demand", str(quota_on_demand), "--quota-spot", str(quota_spot),
+           "--cold-start", str(cold_start), "--stop-grace", str(stop_grace)]
+    rec = procs.spawn(cmd, {**os.environ, **env}, log_path)
+    try:
+        procs.wait_http(f"http://127.0.0.1:{port}/_starburst/health", rec,
+                        "the local Fargate runner", log_path, timeout=timeout)
+    except Exception:
+        procs.stop(rec, "the local Fargate runner", grace=5)
+        raise
+    return {**rec, "port": port, "log": str(log_path)}
+
+
+def stop_runner(rec: dict[str, Any] | None, stop_grace: float = 10.0) -> bool:
+    return procs.stop(rec, "the local Fargate runner", grace=stop_grace + 10)
+
+
+# -- up / down / status ---------------------------------------------------------------
+def up(state_dir: str | os.PathLike[str] | None = None, *, ls_port: int = DEFAULT_LS_PORT,
+       runner_port: int = DEFAULT_RUNNER_PORT, deployment: str = "default",
+       region: str = "us-east-1", quota_on_demand: float = 16.0, quota_spot: float = 16.0,
+       cold_start: float = 0.0, stop_grace: float = 10.0,
+       provision: bool = True) -> CloudState:
+    """Start LocalStack and the runner (port 0 = a free one) and provision ``deployment``.
+
+    If this state dir's cloud already runs, it is only re-provisioned.
+    """
+    sdir = resolve_state_dir(state_dir)
+    sdir.mkdir(parents=True, exist_ok=True)
+    state = read_state(sdir)
+    if state and is_running(state):
+        log.info("the local cloud in %s already runs; re-provisioning", sdir)
+    else:
+        if state:
+            down(sdir)
+        state = _start(sdir, ls_port or procs.free_port(),
+                       runner_port or procs.free_port(), deployment, region,
+                       dict(quota_on_demand=quota_on_demand, quota_spot=quota_spot,
+                            cold_start=cold_start, stop_grace=stop_grace))
+    if provision:
+        from .bootstrap import bootstrap
+
+        state.config = bootstrap(state.env, deployment)
+        _write_state(state)
+    return state
+
+
+def _start(sdir: Path, ls_port: int, runner_port: int, deployment: str, region: str,
+           runner_opts: dict[str, float]) -> CloudState:
+    if ls_port == runner_port:
+        raise LocalCloudError(f"LocalStack and the runner cannot share port {ls_port}")
+    ls = start_localstack(ls_port, sdir)
+    state = CloudState(state_dir=str(sdir), localstack=ls, runner={},
+                       deployment=deployment, region=region)
+    _write_state(state)
+    try:
+        state.runner = start_runner(runner_port, sdir,
+                                    cloud_env(ls_port, runner_port, region, deployment),
+                                    **runner_opts)
+        state.runner["stop_grace"] = runner_opts["stop_grace"]
+    except Exception:
+        stop_localstack(ls)
+        (sdir / STATE_FILE).unlink(missing_ok=True)
+        raise
+    _write_state(state)
+    return state
+
+
+def down(state_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Stop the runner and LocalStack by pid; remove runner files and the state file.
+
+    Returns False when nothing was running.
+    """
+    sdir = resolve_state_dir(state_dir)
+    state = read_state(sdir)
+    if state is None:
+        return False
+    ran = stop_runner(state.runner, state.runner.get("stop_grace", 10.0))
+    ran = stop_localstack(state.localstack) or ran
+    shutil.rmtree(sdir / "runner", ignore_errors=True)
+    shutil.rmtree(sdir / "localstack", ignore_errors=True)
+    (sdir / STATE_FILE).unlink(missing_ok=True)
+    return ran
+
+
+def status(state_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What runs where: per part, pid, port, alive, healthy; ``running`` overall."""
+    sdir = resolve_state_dir(state_dir)
+    state = read_state(sdir)
+    report: dict[str, Any] = {"state_dir": str(sdir), "running": False}
+    if state is None:
+        return report
+    report["deployment"] = state.deployment
+    for name, rec, url in (
+            ("localstack", state.localstack, f"{state.localstack_url}/_localstack/health"),
+            ("runner", state.runner, f"{state.runner_url}/_starburst/health")):
+        report[name] = {"pid": rec.get("pid"), "port": rec.get("port"),
+                        "alive": procs.alive(rec), "healthy": _answers(url),
+                        "log": rec.get("log")}
+    report["running"] = all(report[n]["alive"] and report[n]["healthy"]
+                            for n in ("localstack", "runner"))
+    return report
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+# -- the runner's fault / quota API, for tests ----------------------------------------------
+def runner_call(runner_url: str, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{runner_url}/_starburst/{path}", data=data,
+                                 method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+class LocalCloud:
+    """A local cloud for the lifetime of a ``with`` block (or ``start()`` / ``stop()``).
+
+    >>> with LocalCloud(tmp_dir, ls_port=0, runner_port=0) as cloud:
+    ...     boto3_env = cloud.env
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str] | None = None, *,
+                 ls_port: int = DEFAULT_LS_PORT, runner_port: int = DEFAULT_RUNNER_PORT,
+                 deployment: str = "default", region: str = "us-east-1",
+                 quota: float = 16.0, spot_quota: float | None = None,
+                 cold_start: float = 0.0, stop_grace: float = 10.0,
+                 provision: bool = True) -> None:
+        self.state_dir = resolve_state_dir(state_dir)
+        self._opts = dict(ls_port=ls_port, runner_port=runner_port, deployment=deployment,
+                          region=region, quota_on_demand=quota,
+                          quota_spot=quota if spot_quota is None else spot_quota,
+                          cold_start=cold_start, stop_grace=stop_grace,
+                          provision=provision)
+        self.state: CloudState | None = None
+
+    def start(self) -> LocalCloud:
+        self.state = up(self.state_dir, **self._opts)
+        return self
+
+    def stop(self) -> None:
+        down(self.state_dir)
+        self.state = None
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _state(self) -> CloudState:
+        if self.state is None:
+            raise LocalCloudError("the local cloud is not started")
+        return self.state
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self._state().env
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self._state().config
+
+    @property
+    def runner_url(self) -> str:
+        return self._state().runner_url
+
+    @property
+    def localstack_url(self) -> str:
+        return self._state().localstack_url
+
+    def inject_fault(self, **fault: Any) -> list[dict[str, Any]]:
+        """POST one fault (see :mod:`starburst_local.faults`); returns pending faults."""
+        return runner_call(self.runner_url, "POST", "faults", fault)
+
+    def fail_next_starts(self, count: int = 1, reason: str = "") -> None:
+        self.inject_fault(kind="start_failure", count=count, reason=reason)
+
+    def kill_task(self, task: str | None = None, after: float = 0.0,
+                  exit_code: int = 137, reason: str = "") -> None:
+        self.inject_fault(kind="kill", task=task, after=after, exit_code=exit_code,
+                          reason=reason)
+
+    def spot_interrupt(self, task: str | None = None, after: float = 0.0) -> None:
+        self.inject_fault(kind="spot_interruption", task=task, after=after)
+
+    def clear_faults(self) -> None:
+        runner_call(self.runner_url, "DELETE", "faults")
+
+    def set_quotas(self, on_demand: float | None = None, spot: float | None = None) -> None:
+        body = {k: v for k, v in (("on_demand", on_demand), ("spot", spot)) if v is not None}
+        runner_call(self.runner_url, "PUT", "quotas", body)
