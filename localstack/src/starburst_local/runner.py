@@ -181,6 +181,7 @@ class Runner:
         )
         from werkzeug.serving import make_server
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_app = DomainDispatcherApplication(create_backend_app)
         app = RunnerApp(moto_app, self.driver, self.quotas, self.config.region)
         self._server = make_server(self.config.host, self.config.port, app,
@@ -247,7 +248,6 @@ def parse_args(argv: list[str] | None = None) -> RunnerConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("STARBURST_LOCAL_LOG", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     config = parse_args(argv)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -1,0 +1,1 @@
+"""Tests of the local cloud (starburst_local and `starburst-cli local`)."""
