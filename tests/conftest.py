@@ -25,3 +25,30 @@ def fake(aws_env):
 
     with fake_cloud() as (doc, fargate):
         yield doc, fargate
+
+
+@pytest.fixture(scope="session")
+def local_cloud(tmp_path_factory):
+    """One local cloud (LocalStack + local Fargate runner) for the whole run, on
+    free loopback ports in a temp dir; stopped (by pid) at the end."""
+    from starburst_local.cloud import LocalCloud
+
+    cloud = LocalCloud(tmp_path_factory.mktemp("local-cloud"), ls_port=0,
+                       runner_port=0, quota=64, stop_grace=5)
+    cloud.start()
+    try:
+        yield cloud
+    finally:
+        cloud.stop()
+
+
+@pytest.fixture
+def cloud(local_cloud, monkeypatch):
+    """The local cloud's AWS variables in this test's environment."""
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    for key, value in local_cloud.env.items():
+        monkeypatch.setenv(key, value)
+    local_cloud.clear_faults()
+    yield local_cloud

@@ -51,6 +51,7 @@ from ._errors import (
     StarburstError,
     WorkerLostError,
 )
+from ._modules import ship_local_modules
 from ._resources import TaskSize, task_size
 from ._session import (
     Registry,
@@ -918,6 +919,7 @@ def _check_number(name: str, value: Any, lo: float, hi: float) -> None:
 
 
 def _pickle_call(obj: Any, fn: Any) -> bytes:
+    ship_local_modules(fn)
     try:
         return envelope.dumps(obj)
     except Exception as exc:

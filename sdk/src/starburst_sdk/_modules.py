@@ -1,0 +1,59 @@
+"""Ship the user's own modules by value.
+
+A function defined in a script's helper module (``mylib.py`` beside the
+script, a notebook's ``mylib/``) is pickled by reference: the worker would need
+to import ``mylib`` and cannot. Modules that are not installed — neither in the
+standard library nor in site-packages — are registered with cloudpickle to be
+pickled by value, so their functions and classes travel with the task.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import cloudpickle
+
+_OURS = ("starburst_sdk", "starburst_worker", "starburst_cli", "starburst_local")
+
+
+@cache
+def _installed_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots.update(p for p in sys.path if "site-packages" in p or "dist-packages" in p)
+    return tuple(Path(r).resolve() for r in roots)
+
+
+def is_local(module: ModuleType) -> bool:
+    """True for a module imported from the user's files rather than installed."""
+    name = module.__name__
+    if name == "__main__" or name.split(".")[0] in _OURS:
+        return False
+    if name in sys.builtin_module_names:
+        return False
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    path = Path(file).resolve()
+    return not any(path.is_relative_to(root) for root in _installed_roots())
+
+
+_registered: set[str] = set()
+
+
+def ship_local_modules(*objs: Any) -> None:
+    """Register the local modules that define ``objs`` (or their types)."""
+    for obj in objs:
+        name = getattr(obj, "__module__", None) or type(obj).__module__
+        if not name or name in _registered:
+            continue
+        top = name.split(".")[0]
+        module = sys.modules.get(top) or sys.modules.get(name)
+        if module is not None and is_local(module):
+            cloudpickle.register_pickle_by_value(module)
+            _registered.add(name)
