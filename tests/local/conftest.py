@@ -1,8 +1,8 @@
 """Fixtures for the local cloud's tests.
 
 ``runner``: an in-process local Fargate runner (moto + driver, no LocalStack) per
-module. ``local_cloud``: ONE full local cloud (LocalStack + runner subprocess) per
-pytest session, on free ports in a temp dir, stopped at the end.
+module. The full local cloud (``local_cloud``) is shared by the whole suite and
+lives in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from typing import Any
 
 import boto3
 import pytest
-
-from starburst_local import LocalCloud
 from starburst_local.runner import Runner, RunnerConfig
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "test",
@@ -78,10 +76,3 @@ class Ecs:
 @pytest.fixture(scope="module")
 def ecs(runner: Runner) -> Ecs:
     return Ecs(runner.url)
-
-
-@pytest.fixture(scope="session")
-def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(tmp_path_factory.mktemp("cloud"), ls_port=0, runner_port=0,
-                    stop_grace=2.0) as cloud:
-        yield cloud

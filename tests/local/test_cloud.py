@@ -13,10 +13,9 @@ from pathlib import Path
 import boto3
 import psutil
 import pytest
-from starburst_sdk._config import DeploymentConfig, parameter_name
-
 from starburst_local import LocalCloud
 from starburst_local.procs import listening_addresses
+from starburst_sdk._config import DeploymentConfig, parameter_name
 
 pytestmark = [pytest.mark.cloud, pytest.mark.slow]
 CLI = [str(Path(sys.executable).with_name("starburst-cli"))]

@@ -84,7 +84,9 @@ def _start_moto(port: int, log_path: Path) -> subprocess.Popen[bytes]:
         if proc.poll() is not None:
             raise RuntimeError(f"moto exited at start-up; see {log_path}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2):
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/moto-api/", timeout=2
+            ):
                 return proc
         except OSError:
             time.sleep(0.2)
@@ -93,7 +95,9 @@ def _start_moto(port: int, log_path: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="session")
-def local_cloud_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def local_cloud_env(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, str]]:
     """The local cloud's AWS_* environment (LocalStack + moto), started here for now."""
     from starburst_local.localstack import start_localstack, stop_localstack
 
@@ -111,7 +115,10 @@ def local_cloud_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
-        **{f"AWS_ENDPOINT_URL_{s}": ls for s in ("S3", "SQS", "IAM", "CLOUDWATCH_LOGS", "SSM", "STS")},
+        **{
+            f"AWS_ENDPOINT_URL_{s}": ls
+            for s in ("S3", "SQS", "IAM", "CLOUDWATCH_LOGS", "SSM", "STS")
+        },
         **{f"AWS_ENDPOINT_URL_{s}": mt for s in ("ECS", "ECR", "EC2")},
     }
     try:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from starburst_sdk._config import DeploymentConfig, parameter_name
 from tf_helpers import assert_task_policy_least_privilege
 
@@ -47,9 +46,13 @@ def test_terraform_apply_use_destroy_on_local_cloud(
         assert json.loads(stored["Parameter"]["Value"]) == doc
 
         _client(env, "s3", "S3").head_bucket(Bucket=config.bucket)
-        clusters = _client(env, "ecs", "ECS").describe_clusters(clusters=[config.cluster])
+        clusters = _client(env, "ecs", "ECS").describe_clusters(
+            clusters=[config.cluster]
+        )
         assert clusters["clusters"][0]["status"] == "ACTIVE"
-        subnets = _client(env, "ec2", "EC2").describe_subnets(SubnetIds=list(config.subnets))
+        subnets = _client(env, "ec2", "EC2").describe_subnets(
+            SubnetIds=list(config.subnets)
+        )
         assert len(subnets["Subnets"]) == len(config.subnets) >= 2
         logs = _client(env, "logs", "CLOUDWATCH_LOGS")
         groups = logs.describe_log_groups(logGroupNamePrefix=config.log_group)

@@ -91,8 +91,16 @@ def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
                 "effect": st.get("Effect", st.get("effect", "Allow")),
                 "actions": _as_list(st.get("Action", st.get("actions", []))),
                 "resources": _as_list(st.get("Resource", st.get("resources", []))),
-                "not": [k for k in ("NotAction", "NotResource", "not_actions",
-                                    "not_resources") if k in st],
+                "not": [
+                    k
+                    for k in (
+                        "NotAction",
+                        "NotResource",
+                        "not_actions",
+                        "not_resources",
+                    )
+                    if k in st
+                ],
             }
         )
     return out
@@ -118,6 +126,8 @@ def assert_task_policy_least_privilege(
         extra = set(st["actions"]) - TASK_ACTIONS[service]
         assert not extra, f"task role may not {sorted(extra)}"
         wrong = set(st["resources"]) - allowed_resources[service]
-        assert not wrong, f"{service} statement reaches beyond its scope: {sorted(wrong)}"
+        assert not wrong, (
+            f"{service} statement reaches beyond its scope: {sorted(wrong)}"
+        )
         seen.add(service)
     assert seen == set(TASK_ACTIONS), f"task role lacks {set(TASK_ACTIONS) - seen}"

@@ -37,6 +37,20 @@ def _fail(message: str) -> typer.Exit:
 
 
 @app.command()
+def install() -> None:
+    """Install LocalStack (pinned, hash-checked) into a cached Python 3.13 venv."""
+    local = _local()
+    from starburst_local.install import ensure_localstack
+
+    try:
+        path = ensure_localstack()
+    except Exception as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"LocalStack is installed in {path}")
+    del local
+
+
+@app.command()
 def up(
     state_dir: StateDir = None,
     localstack_port: Annotated[int, typer.Option(help="LocalStack port (0: any free)")] = 4566,
@@ -64,7 +78,8 @@ def up(
     typer.echo(f"local cloud up in {time.monotonic() - started:.1f} s: LocalStack on "
                f"{state.localstack_url}, runner on {state.runner_url}, deployment "
                f"{state.deployment!r}.")
-    typer.echo('Use it with: eval "$(starburst-cli local env)"')
+    where = f" --state-dir {state_dir}" if state_dir else ""
+    typer.echo(f'Use it with: eval "$(starburst-cli local env{where})"')
 
 
 @app.command()

@@ -714,6 +714,7 @@ class Plan(Executor):
                 _ecs.stop_tasks(self._clients.ecs, self.config.cluster,
                                 [w.arn for w in alive],
                                 f"starburst session {self.session_id} ended")
+                self._record_stops(alive)
             if self._queues is not None:
                 self._queues.delete(self._clients.sqs)
             self.registry.state = "broken" if self._broken else "ended"
@@ -727,6 +728,26 @@ class Plan(Executor):
             self._closed.set()
             self._io.shutdown(wait=False)
             _live_plans.discard(self)
+
+    def _record_stops(self, workers: list[WorkerRecord]) -> None:
+        """After StopTask: refresh the records from ECS and give every worker a
+        stop time, so the final registry and ``cost()`` do not count them as
+        running forever."""
+        try:
+            descs = _ecs.describe_tasks(self._clients.ecs, self.config.cluster,
+                                        [w.arn for w in workers])
+        except Exception as exc:
+            log.debug("could not describe the stopped workers: %s", exc)
+            descs = []
+        by_arn = {d["taskArn"]: d for d in descs}
+        now = time.time()
+        for worker in workers:
+            if worker.arn in by_arn:
+                worker.update(by_arn[worker.arn])
+            if worker.stopped is None:
+                worker.stopped = now
+                worker.reason = worker.reason or (
+                    f"starburst session {self.session_id} ended")
 
     # -- collector thread ---------------------------------------------------
 
