@@ -22,6 +22,10 @@ from starburst_worker import worker as worker_mod
 
 REGION = "us-east-1"
 
+#: Tests' functions may wait on this (the workers are threads of the test
+#: process); import it inside the function, at run time.
+GATE = threading.Event()
+
 
 def make_deployment(deployment: str = "default") -> dict[str, Any]:
     """Create what Terraform would: bucket, cluster, network, roles, config."""
@@ -99,6 +103,10 @@ class ThreadFargate:
         settings = worker_mod.Settings.from_env(env)
         s3 = boto3.client("s3", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
+        # moto keeps long-polling a queue deleted under it; short polls let a
+        # worker notice the session ended within a second, as on AWS.
+        sqs.meta.events.register("provide-client-params.sqs.ReceiveMessage",
+                                 _short_poll)
         code = 0
         try:
             worker_mod.Worker(settings, s3, sqs, task.task_arn,
@@ -109,6 +117,10 @@ class ThreadFargate:
         task.desired_status = "STOPPED"
         task.stopped_at = datetime.now(UTC)
         task.containers[0].exit_code = code
+
+
+def _short_poll(params: dict[str, Any], **kwargs: Any) -> None:
+    params["WaitTimeSeconds"] = min(1, params.get("WaitTimeSeconds", 0))
 
 
 @contextmanager

@@ -65,7 +65,8 @@ def test_session_cloud_config_and_awslogs(local_cloud: LocalCloud) -> None:
     kw = {"region_name": env["AWS_DEFAULT_REGION"], "aws_access_key_id": "test",
           "aws_secret_access_key": "test"}
     ssm = boto3.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL_SSM"], **kw)
-    doc = json.loads(ssm.get_parameter(Name=parameter_name("default"))["Parameter"]["Value"])
+    doc = json.loads(ssm.get_parameter(Name=parameter_name("default"), WithDecryption=True)[
+        "Parameter"]["Value"])
     cfg = DeploymentConfig.from_document(doc, "test")
     ecs = boto3.client("ecs", endpoint_url=env["AWS_ENDPOINT_URL_ECS"], **kw)
     td = ecs.register_task_definition(

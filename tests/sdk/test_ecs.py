@@ -212,11 +212,20 @@ def test_ecs_every_launched_arn_is_registered(fake):
     assert all(w.stopped is not None for w in plan.registry.all())
 
 
-def test_ecs_cost_stops_growing_after_the_session_ends(fake):
+def test_ecs_cost_stops_growing_after_the_session_ends(fake, monkeypatch):
+    import time as real_time
+    import types
+
+    from starburst_sdk import _plan
+
     with Plan(workers=2, idle_timeout=30) as plan:
         assert list(plan.map(square, range(4), chunksize=1)) == [0, 1, 4, 9]
         plan._monitor()  # record the workers' start times, as the engine would
     first = plan.cost()
     assert first > 0
-    assert plan.cost() == first  # every worker has a stop time
+    assert all(w.stopped is not None for w in plan.registry.all())
     assert plan.status().workers_running == 0
+    # An hour later the ended session still costs the same.
+    later = types.SimpleNamespace(time=lambda: real_time.time() + 3600)
+    monkeypatch.setattr(_plan, "time", later)
+    assert plan.cost() == first

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from starburst_cli import infra
 from typer.testing import CliRunner
+
+from starburst_cli import infra
 
 runner = CliRunner()
 

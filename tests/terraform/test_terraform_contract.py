@@ -6,8 +6,9 @@ import re
 from typing import Any
 
 from conftest import TERRAFORM_DIR
-from starburst_sdk._config import CONFIG_VERSION, OPTIONAL, REQUIRED, parameter_name
 from tf_helpers import blocks, load_module, typed_blocks
+
+from starburst_sdk._config import CONFIG_VERSION, OPTIONAL, REQUIRED, parameter_name
 
 #: Terraform type constraint -> the JSON type a value of it encodes to.
 TF_TYPES = {"string": str, "bool": bool, "number": int, "list(string)": list}

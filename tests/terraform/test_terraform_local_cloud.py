@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starburst_sdk._config import DeploymentConfig, parameter_name
 from tf_helpers import assert_task_policy_least_privilege
+
+from starburst_sdk._config import DeploymentConfig, parameter_name
 
 pytestmark = [pytest.mark.cloud, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -26,8 +28,12 @@ def _client(env: dict[str, str], service: str, suffix: str) -> Any:
     )
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
 def test_terraform_apply_use_destroy_on_local_cloud(
-    local_cloud_env: dict[str, str], tmp_path: Path
+    local_cloud_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from starburst_local.provision import deprovision, provision
 
@@ -60,6 +66,18 @@ def test_terraform_apply_use_destroy_on_local_cloud(
         ecr = _client(env, "ecr", "ECR")
         repo = ecr.describe_repositories()["repositories"]
         assert config.ecr_repository_url in [r["repositoryUri"] for r in repo]
+
+        # The SDK runs a task with nothing but the document Terraform wrote.
+        for key in [k for k in os.environ if k.startswith("AWS_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        from starburst_local.cloud import LOCAL_WORKER_IMAGE
+        from starburst_sdk import Plan
+
+        with Plan(workers=2, cpu=0.25, memory="512MB", deployment=deployment,
+                  image=LOCAL_WORKER_IMAGE, idle_timeout=20) as plan:
+            assert list(plan.map(_square, range(10))) == [x * x for x in range(10)]
 
         iam = _client(env, "iam", "IAM")
         task_role = config.task_role_arn.rsplit("/", 1)[1]

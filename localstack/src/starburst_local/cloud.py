@@ -3,7 +3,7 @@
 ``up``: pick ports (0 = a free one) -> start LocalStack (installed on demand) -> start
 the runner (``python -m starburst_local.runner``) with the cloud's AWS environment ->
 write ``<state dir>/state.json`` (pids, create times, ports) -> provision the
-deployment with :func:`starburst_local.bootstrap.bootstrap`. ``down``: stop the
+deployment by applying the project's Terraform (:mod:`starburst_local.provision`). ``down``: stop the
 runner, then LocalStack, by recorded pid (never by name), and remove the runner's
 files and the state file. ``env``: the variables that point any boto3 program here.
 """
@@ -30,6 +30,10 @@ log = logging.getLogger("starburst.local")
 DEFAULT_LS_PORT = 4566
 DEFAULT_RUNNER_PORT = 4599
 STATE_FILE = "state.json"
+#: The deployment's worker image on the local cloud. In process mode the runner
+#: ignores the image and runs ``python -m starburst_worker`` from this machine's
+#: environment, which already holds the user's packages.
+LOCAL_WORKER_IMAGE = "starburst-worker:local-process"
 LOCALSTACK_SERVICES = ("S3", "SQS", "IAM", "CLOUDWATCH_LOGS", "SSM", "STS")
 RUNNER_SERVICES = ("ECS", "ECR", "EC2", "SERVICE_QUOTAS")
 
@@ -158,9 +162,11 @@ def up(state_dir: str | os.PathLike[str] | None = None, *, ls_port: int = DEFAUL
                        dict(quota_on_demand=quota_on_demand, quota_spot=quota_spot,
                             cold_start=cold_start, stop_grace=stop_grace))
     if provision:
-        from .bootstrap import bootstrap
+        from .provision import provision as apply_terraform
 
-        state.config = bootstrap(state.env, deployment)
+        state.config = apply_terraform(
+            state.env, deployment, sdir / "terraform",
+            variables={"worker_image": LOCAL_WORKER_IMAGE})
         _write_state(state)
     return state
 
@@ -198,6 +204,9 @@ def down(state_dir: str | os.PathLike[str] | None = None) -> bool:
     ran = stop_runner(state.runner, state.runner.get("stop_grace", 10.0))
     ran = stop_localstack(state.localstack) or ran
     shutil.rmtree(sdir / "runner", ignore_errors=True)
+    # LocalStack and moto keep nothing across a restart, so neither may the
+    # Terraform state that describes what they held.
+    shutil.rmtree(sdir / "terraform", ignore_errors=True)
     shutil.rmtree(sdir / "localstack", ignore_errors=True)
     (sdir / STATE_FILE).unlink(missing_ok=True)
     return ran

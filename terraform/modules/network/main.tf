@@ -59,7 +59,7 @@ resource "aws_default_security_group" "this" {
 ################################################################################
 
 resource "aws_subnet" "public" {
-  #checkov:skip=CKV_AWS_130:Public IPs on launch let tasks reach AWS APIs without a NAT gateway, which would cost about $33/month idle; there is no ingress
+  #checkov:skip=CKV_AWS_130:Public IPs on launch let tasks reach AWS APIs without a NAT gateway, which would cost about $37/month idle; there is no ingress
   count = local.az_count
 
   vpc_id                  = aws_vpc.this[0].id

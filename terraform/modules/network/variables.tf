@@ -62,7 +62,7 @@ variable "private_subnet_cidrs" {
 }
 
 variable "enable_nat_gateway" {
-  description = "Whether to put tasks in private subnets behind one NAT gateway (about $33/month idle plus $0.045/GB)"
+  description = "Whether to put tasks in private subnets behind one NAT gateway (about $37/month idle: $0.045/h plus its IPv4 address $0.005/h, and $0.045/GB)"
   type        = bool
   default     = false
 }
