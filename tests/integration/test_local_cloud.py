@@ -72,7 +72,8 @@ def test_cloud_worker_killed_mid_task_is_redelivered_once(cloud):
                         prefix, plan.session_id, w.task_id))["Body"].read()
                 except s3.exceptions.NoSuchKey:
                     continue
-                claim = json.loads(body)
+                claim = json.loads(body)["held"][0]
+                claim["worker"] = w.arn
                 break
             time.sleep(0.2)
         assert claim is not None, "no worker claimed a task"

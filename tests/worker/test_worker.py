@@ -102,8 +102,8 @@ def test_worker_handle_writes_result_deletes_message_and_claims(wenv):
     assert wenv.queue_depth() == (0, 0)
     claim = json.loads(wenv.s3.get_object(
         Bucket=BUCKET, Key=worker_mod.claim_key(PREFIX, SESSION, "w1"))["Body"].read())
-    assert claim["task_id"] == "00000001" and claim["attempt"] == 1
-    assert claim["receipt"] == message["ReceiptHandle"]
+    assert claim["held"] == [{"task_id": "00000001", "attempt": 1,
+                              "receipt": message["ReceiptHandle"]}]
     assert wenv.worker.tasks_done == 1
 
 

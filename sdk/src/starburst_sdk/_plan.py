@@ -15,6 +15,13 @@ Data flow, and which thread owns each step::
     collector thread      list results/, GET each new result by exact key, resolve
                           futures; drain the dead-letter queue into failures
 
+A detached plan (``Plan(detach=True)``) sends every task up front instead of
+keeping the queue shallow, and leaves its queues and workers behind when it
+shuts down; ``Plan.attach`` rebuilds a plan from the session's registry and
+collects the results. With ``max_cost``, the engine checks the spend after
+every DescribeTasks and before every launch (see ``_launch`` and
+``_check_budget``).
+
 Lock order: ``Plan._lock`` guards the task tables (``_pending``, ``_inflight``)
 and counters; it is never held across a network call. Futures are completed
 outside the lock, because completing a future runs user callbacks.
@@ -39,15 +46,17 @@ from typing import Any
 from starburst_worker import __version__ as _worker_version
 from starburst_worker import envelope
 
-from . import _cost, _ecs, _quota
-from ._aws import Clients
+from . import _cost, _ecs, _image, _quota
+from ._aws import Clients, error_code
 from ._config import DeploymentConfig, default_deployment, load_config
 from ._errors import (
     BrokenPlan,
+    BudgetExceededError,
     QuotaError,
     RemoteError,
     RemoteTraceback,
     ResultMissingError,
+    SessionNotFoundError,
     StarburstError,
     WorkerLostError,
 )
@@ -75,6 +84,10 @@ TICK = 0.05
 MONITOR_INTERVAL = 1.0
 CHECKPOINT_INTERVAL = 5.0
 DLQ_INTERVAL = 3.0
+STOP_LATENCY = 2.0  # seconds from StopTask until a worker stops billing, about
+STOP_WAIT = 10.0  # how long shutdown waits for stopped workers to report STOPPED
+SAMPLE_CALLS = 3  # local calls timed by estimate(fn=..., sample=...)
+PROVIDERS = {False: "FARGATE", True: "FARGATE_SPOT"}
 
 _HINTS = {
     "TaskFailedToStart": (
@@ -148,6 +161,28 @@ class _Settings:
     vcpu_quota: float | None
     capacity_provider: str = "FARGATE"
     extra_env: dict[str, str] = field(default_factory=dict)
+    arch: str = "x86_64"
+    max_cost: float | None = None
+    detach: bool = False
+
+    @property
+    def spot(self) -> bool:
+        return self.capacity_provider == PROVIDERS[True]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], region: str) -> _Settings:
+        """Rebuild a session's settings from its registry (``Plan.attach``)."""
+        return cls(
+            workers=int(d["workers"]), size=task_size(d["cpu"], int(d["memory_mib"])),
+            region=region, timeout=d.get("timeout"),
+            max_attempts=int(d.get("max_attempts", 3)),
+            idle_timeout=float(d.get("idle_timeout", 60.0)), image=d["image"],
+            chunksize=None, max_tasks_per_worker=int(d.get("max_tasks_per_worker", 0)),
+            vcpu_quota=d.get("vcpu_quota"),
+            capacity_provider=d.get("capacity_provider", "FARGATE"),
+            extra_env=dict(d.get("environment", {})), arch=d.get("arch", "x86_64"),
+            max_cost=d.get("max_cost"),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -160,7 +195,14 @@ class _Settings:
             "idle_timeout": self.idle_timeout,
             "image": self.image,
             "capacity_provider": self.capacity_provider,
+            "arch": self.arch,
             "max_tasks_per_worker": self.max_tasks_per_worker,
+            "vcpu_quota": self.vcpu_quota,
+            "max_cost": self.max_cost,
+            "detach": self.detach,
+            # Already visible in every worker's RunTask overrides; kept so an
+            # attached plan can start workers like the detached plan did.
+            "environment": self.extra_env,
         }
 
 
@@ -185,13 +227,30 @@ class Plan(Executor):
         idle_timeout: seconds a worker waits for work before it exits.
         deployment: which starburst deployment (its SSM config document) to use;
             default ``$STARBURST_DEPLOYMENT`` or ``"default"``.
-        image: the worker image; default the deployment's ``worker_image``.
+        image: the worker image; default the deployment's ``worker_image``, else
+            (or with ``"auto"``) the image of this environment, built and pushed
+            to the deployment's ECR repository unless it is there already.
         chunksize: items per task object for ``map``; default sized automatically.
         max_tasks_per_worker: a worker exits after this many task objects
             (``1`` gives each task a fresh Fargate task); ``0`` for no limit.
         vcpu_quota: the Fargate vCPU quota to assume when the Service Quotas API
             cannot be read; default 32.
         environment: extra environment variables for the workers.
+        spot: run the workers on Fargate Spot (``FARGATE_SPOT``): cheaper, but
+            AWS may reclaim a worker, whose task then runs again elsewhere.
+        arch: ``"x86_64"`` or ``"arm64"`` (Graviton, cheaper); the worker image
+            must be built for it.
+        max_cost: a budget in US dollars. No worker is launched whose
+            one-minute minimum would take the spend past it, and when the
+            spend reaches it the workers are stopped and every unfinished
+            future fails with ``BudgetExceededError``.
+        detach: send every task up front, and on shutdown leave the queues
+            and workers running (they exit when the queue stays empty for
+            ``idle_timeout``). The session id is logged (INFO, logger
+            ``starburst``) and is ``plan.session_id``; collect the results
+            from any process with ``Plan.attach(session_id)``. This plan's
+            own futures that are not done at shutdown fail with
+            ``StarburstError`` naming the session.
 
     Raises:
         ValueError, TypeError: an argument is out of range or of the wrong type.
@@ -214,6 +273,10 @@ class Plan(Executor):
         max_tasks_per_worker: int = 0,
         vcpu_quota: float | None = None,
         environment: dict[str, str] | None = None,
+        spot: bool = False,
+        arch: str = "x86_64",
+        max_cost: float | None = None,
+        detach: bool = False,
         _clients: Clients | None = None,
     ) -> None:
         _check_int("workers", workers, 1, 10_000)
@@ -231,26 +294,58 @@ class Plan(Executor):
         for k, v in env.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError("environment must map str to str")
+        for name, flag in (("spot", spot), ("detach", detach)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+        if arch not in _cost.ARCHES:
+            raise ValueError(f"arch must be 'x86_64' or 'arm64', got {arch!r}")
+        if max_cost is not None:
+            if isinstance(max_cost, bool) or not isinstance(max_cost, int | float):
+                raise TypeError(
+                    f"max_cost must be a number of dollars, not {type(max_cost).__name__}")
+            if not 0 < max_cost < 1e7:
+                raise ValueError(f"max_cost must be a positive number, got {max_cost}")
 
-        self._clients = _clients or Clients(region)
-        self.deployment = deployment or default_deployment()
-        self.config: DeploymentConfig = load_config(self._clients.ssm, self.deployment)
-        image = image or self.config.worker_image
-        if not image:
-            raise ValueError(
-                "no worker image: pass Plan(image=...) or set worker_image in the "
-                f"deployment {self.deployment!r}"
-            )
-        self._settings = _Settings(
-            workers=workers, size=size, region=self._clients.region,
+        clients = _clients or Clients(region)
+        if max_cost is not None:
+            try:
+                _cost.rate(clients.region, arch=arch, spot=spot)
+            except ValueError as exc:
+                raise ValueError(f"max_cost needs the region's price: {exc}") from None
+        deployment = deployment or default_deployment()
+        config = load_config(clients.ssm, deployment)
+        image = image or config.worker_image
+        if not image or image == _image.AUTO:
+            # The image of this environment, found in ECR by its content hash or
+            # built and pushed there (see _image.py).
+            image = _image.ensure_image(config=config, clients=clients, arch=arch).ref
+        settings = _Settings(
+            workers=workers, size=size, region=clients.region,
             timeout=timeout, max_attempts=max_attempts, idle_timeout=idle_timeout,
             image=image, chunksize=chunksize,
             max_tasks_per_worker=max_tasks_per_worker, vcpu_quota=vcpu_quota,
-            extra_env=env,
+            capacity_provider=PROVIDERS[spot], extra_env=env, arch=arch,
+            max_cost=None if max_cost is None else float(max_cost), detach=detach,
         )
-        self.session_id = new_session_id()
-        self.registry = Registry(self.session_id, self.deployment, time.time(),
-                                 self._settings.as_dict())
+        session_id = new_session_id()
+        registry = Registry(session_id, deployment, time.time(), settings.as_dict())
+        self._init_state(clients, config, settings, registry)
+
+    def _init_state(self, clients: Clients, config: DeploymentConfig,
+                    settings: _Settings, registry: Registry) -> None:
+        self._clients = clients
+        self.deployment = registry.deployment
+        self.config: DeploymentConfig = config
+        self._settings = settings
+        self.session_id = registry.session_id
+        self.registry = registry
+        #: For a plan from ``Plan.attach``: one future per item of the
+        #: session, in submission order. Empty for other plans.
+        self.futures: list[Future] = []
+        self._attached = False
+        self._aborted = False
+        self._budget_hit: str | None = None
+        self._budget_noted = False
 
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -377,18 +472,132 @@ class Plan(Executor):
             )
 
     def cost(self) -> float:
-        """Dollars Fargate bills for this session's workers so far (per second
-        from start to stop, one-minute minimum, On-Demand price of the region)."""
-        now = time.time()
-        total = 0.0
-        size = self._settings.size
-        for w in self.registry.all():
-            if w.started is None:
-                continue
-            seconds = (w.stopped or now) - w.started
-            total += _cost.task_cost(seconds, size.vcpu, size.memory_gb,
-                                     self._settings.region)
-        return total
+        """Dollars Fargate bills for this session's workers so far.
+
+        The total of ``cost_report()``: per second from each worker's start to
+        its stop (running workers up to now), one-minute minimum, at the
+        region's On-Demand or Spot price for the plan's architecture.
+
+        Raises:
+            ValueError: the region is not in the price table.
+        """
+        return self.cost_report().total
+
+    def cost_report(self) -> _cost.CostReport:
+        """This session's bill per worker, refreshed from DescribeTasks first;
+        ``estimated`` (with a note) when ECS could not tell some times."""
+        if any(w.alive or w.stopped is None for w in self.registry.all()):
+            ok = _cost.refresh_registry(self.registry, self._clients.ecs,
+                                        self.config.cluster)
+            if ok and self._closed.is_set():
+                # Workers stopped after the session's final checkpoint: keep
+                # session.json (what `starburst-cli cost` reads) in step.
+                try:
+                    self._checkpoint()
+                except Exception as exc:
+                    log.debug("could not rewrite session.json: %s", exc)
+        return _cost.session_cost(self.registry)
+
+    def estimate(self, n_tasks: int, seconds_per_task: float | None = None, *,
+                 fn: Callable[..., Any] | None = None,
+                 sample: Iterable[Any] | None = None,
+                 cold_start: float = _cost.DEFAULT_COLD_START,
+                 chunksize: int | None = None) -> _cost.Estimate:
+        """What ``n_tasks`` calls would take and cost on this plan, before
+        anything is launched.
+
+        Args:
+            n_tasks: how many function calls.
+            seconds_per_task: how long one call runs on a worker. When not
+                given, a few local calls of ``fn`` on ``sample`` are timed.
+            fn: the function, to time locally.
+            sample: a few inputs for ``fn``: each a tuple of positional
+                arguments, or a single argument.
+            cold_start: seconds from RunTask until a worker takes work.
+            chunksize: items per task object; default as ``map`` chooses.
+
+        Returns:
+            An ``Estimate`` (workers, waves, wall_seconds, dollars,
+            assumptions); ``print()`` it for a summary.
+
+        Raises:
+            TypeError: neither ``seconds_per_task`` nor ``fn`` and ``sample``.
+            ValueError: the region is not in the price table.
+        """
+        _check_int("n_tasks", n_tasks, 0, 10**12)
+        timed = ""
+        if seconds_per_task is None:
+            if fn is None or sample is None:
+                raise TypeError("estimate() needs seconds_per_task, or fn and sample "
+                                "to time a few local calls")
+            seconds_per_task, timed = _time_calls(fn, sample)
+        else:
+            _check_number("seconds_per_task", seconds_per_task, 0, 14 * 24 * 3600)
+        _check_number("cold_start", cold_start, 0, 3600)
+        if chunksize is not None:
+            _check_int("chunksize", chunksize, 1, 1_000_000)
+        s = self._settings
+        return _cost.estimate(
+            n_tasks, float(seconds_per_task), workers=s.workers, vcpu=s.size.vcpu,
+            memory_gb=s.size.memory_gb, region=s.region, arch=s.arch, spot=s.spot,
+            chunksize=chunksize or s.chunksize or self._auto_chunksize(n_tasks),
+            cold_start=cold_start, max_tasks_per_worker=s.max_tasks_per_worker,
+            vcpu_quota=s.vcpu_quota, idle_tail=s.idle_timeout if s.detach else 0.0,
+            timed=timed)
+
+    @classmethod
+    def attach(cls, session_id: str, *, deployment: str | None = None,
+               region: str | None = None, _clients: Clients | None = None) -> Plan:
+        """Reconnect to a session, e.g. a detached one, from any process.
+
+        The returned plan's ``futures`` holds one future per item the session
+        was sent, in submission order; they resolve as results arrive (those
+        already written resolve at once). Workers that stopped while work
+        remains are replaced. Its shutdown, once every result is in, deletes
+        the session's queues and stops any workers left.
+
+        Raises:
+            SessionNotFoundError: the deployment has no such session.
+            ConfigError: the deployment's config document is missing or invalid.
+        """
+        if not isinstance(session_id, str) or not session_id:
+            raise TypeError("session_id must be a non-empty str")
+        clients = _clients or Clients(region)
+        deployment = deployment or default_deployment()
+        config = load_config(clients.ssm, deployment)
+        key = registry_key(config.prefix, session_id)
+        try:
+            data = clients.s3.get_object(Bucket=config.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if error_code(exc) not in ("NoSuchKey", "404", "NotFound"):
+                raise
+            raise SessionNotFoundError(
+                f"no starburst session {session_id!r} in deployment {deployment!r}: "
+                f"s3://{config.bucket}/{key} does not exist. List the sessions with "
+                "`starburst-cli sessions`"
+            ) from None
+        registry = Registry.from_json(data)
+        registry.state = "running"
+        settings = _Settings.from_dict(registry.settings, clients.region)
+        plan = cls.__new__(cls)
+        plan._init_state(clients, config, settings, registry)
+        plan._attached = True
+        ids = list(registry.task_ids)
+        for task_id, n in zip(ids, registry.task_sizes, strict=True):
+            fs: list[Future] = [Future() for _ in range(n)]
+            for f in fs:
+                f.set_running_or_notify_cancel()
+            plan.futures.extend(fs)
+            plan._inflight[task_id] = _Task(task_id, "", None, fs, None)
+            plan._counters.items_running += n
+        plan._ids = itertools.count(max((int(t) for t in ids), default=0) + 1)
+        if ids:
+            plan._collect(sorted(ids))  # results already written resolve now
+        with plan._wake:
+            plan._start_threads()
+        log.info("attached to session %s: %d of %d item(s) already done",
+                 session_id, sum(f.done() for f in plan.futures), len(plan.futures))
+        return plan
 
     @property
     def size(self) -> TaskSize:
@@ -410,6 +619,8 @@ class Plan(Executor):
         with self._wake:
             if self._broken is not None:
                 raise BrokenPlan(f"the plan is broken: {self._broken}") from self._broken
+            if self._budget_hit is not None:
+                raise BudgetExceededError(self._budget_hit)
             if self._shutdown:
                 raise RuntimeError("cannot schedule new work after shutdown")
             for task in tasks:
@@ -445,7 +656,8 @@ class Plan(Executor):
             self._open_session()
             while True:
                 with self._wake:
-                    if self._shutdown and not self._pending and not self._inflight:
+                    if self._shutdown and not self._pending and (
+                            not self._inflight or self._may_detach_locked()):
                         break
                     self._wake.wait(TICK)
                 now = time.monotonic()
@@ -453,6 +665,7 @@ class Plan(Executor):
                 self._dispatch()
                 if now - last_monitor >= MONITOR_INTERVAL:
                     self._monitor()
+                    self._check_budget()
                     last_monitor = now
                 if self._dirty and now - last_checkpoint >= CHECKPOINT_INTERVAL:
                     self._checkpoint()
@@ -467,20 +680,50 @@ class Plan(Executor):
         c, cfg, s = self._clients, self.config, self._settings
         tags = {"starburst:deployment": self.deployment,
                 "starburst:session": self.session_id}
-        self._queues = SessionQueues.create(
-            c.sqs, f"{cfg.queue_prefix}-{self.session_id}",
-            max_attempts=s.max_attempts, visibility=VISIBILITY, tags=tags)
+        name = f"{cfg.queue_prefix}-{self.session_id}"
+        if self._attached:
+            self._queues = self._find_queues(name)
+            _cost.refresh_registry(self.registry, c.ecs, cfg.cluster)
+        if self._queues is None:
+            self._queues = SessionQueues.create(
+                c.sqs, name, max_attempts=s.max_attempts, visibility=VISIBILITY,
+                tags=tags)
         spec = _ecs.TaskDefinitionSpec(
             image=s.image, size=s.size, execution_role_arn=cfg.execution_role_arn,
-            task_role_arn=cfg.task_role_arn, log_group=cfg.log_group, region=s.region)
+            task_role_arn=cfg.task_role_arn, log_group=cfg.log_group, region=s.region,
+            arch=s.arch)
         self._task_definition = _ecs.ensure_task_definition(
             c.ecs, spec, self.deployment, _tag_list(tags | {"starburst:managed-by": "sdk"}))
-        self._quota = _quota.Quota.read(c, cfg.cluster, spot=False,
+        self._quota = _quota.Quota.read(c, cfg.cluster, spot=s.spot,
                                         fallback=s.vcpu_quota)
         self._checkpoint()
         log.info("session %s: queue %s, task definition %s, vCPU quota %g (%s)",
                  self.session_id, self._queues.url, self._task_definition,
                  self._quota.limit, self._quota.source)
+
+    def _find_queues(self, name: str) -> SessionQueues | None:
+        """An attached session's queues; None, failing the items still
+        outstanding, when they are gone (the session ended or was cancelled)."""
+        sqs = self._clients.sqs
+        try:
+            return SessionQueues(sqs.get_queue_url(QueueName=name)["QueueUrl"],
+                                 sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"])
+        except Exception as exc:
+            if "NonExistentQueue" not in error_code(exc) and \
+                    "QueueDoesNotExist" not in error_code(exc):
+                raise
+        with self._lock:
+            missing = sorted(self._inflight)
+        for task_id in missing:
+            self._fail_task(task_id, ResultMissingError(
+                f"task {task_id} of session {self.session_id} has no result and the "
+                "session's queue is gone (the session ended or was cancelled)"))
+        return None
+
+    def _may_detach_locked(self) -> bool:
+        """A detached plan may leave once every task is sent and a worker runs."""
+        return (self._settings.detach and not self._aborted
+                and self._budget_hit is None and bool(self.registry.alive()))
 
     def _worker_env(self) -> dict[str, str]:
         s, cfg = self._settings, self.config
@@ -504,7 +747,12 @@ class Plan(Executor):
         """The wave queue: keep min(workers, outstanding tasks) workers alive."""
         s = self._settings
         with self._lock:
-            outstanding = len(self._pending) + len(self._inflight)
+            outstanding = len(self._inflight)
+            for task in self._pending:  # work the caller cancelled needs no worker
+                if outstanding >= s.workers:
+                    break
+                if not all(f.cancelled() for f in task.futures):
+                    outstanding += 1
             if self._shutdown and outstanding == 0:
                 return
             if time.monotonic() < self._counters.relaunch_after:
@@ -525,6 +773,10 @@ class Plan(Executor):
                 )
             return
         count = min(want, room)
+        if s.max_cost is not None:
+            count = self._affordable(count, alive)
+            if count <= 0:
+                return
         with self._lock:
             self._counters.wave += 1
             wave = self._counters.wave
@@ -555,11 +807,65 @@ class Plan(Executor):
         log.info("wave %d: started %d worker(s) (%d running or starting)",
                  wave, launched, len(alive) + launched)
 
+    def _affordable(self, count: int, alive: list[WorkerRecord]) -> int:
+        """How many of ``count`` new workers the budget allows: the spend so
+        far (every live worker billed at least its minute) plus each new
+        worker's one-minute minimum must stay within ``max_cost``."""
+        s = self._settings
+        assert s.max_cost is not None
+        spend = _cost.session_cost(self.registry).total
+        minute = _cost.MINIMUM_SECONDS * _cost.rate(
+            s.region, arch=s.arch, spot=s.spot).per_second(s.size.vcpu, s.size.memory_gb)
+        fits = math.floor((s.max_cost - spend) / minute + 1e-9)
+        if fits >= count:
+            return count
+        if fits <= 0 and not alive:
+            self._stop_for_budget(
+                spend, f"a worker's one-minute minimum costs ${minute:.6f}")
+        elif not self._budget_noted:
+            self._budget_noted = True
+            log.info("session %s: max_cost $%g allows %d more worker(s) of %d wanted "
+                     "($%.6f committed)", self.session_id, s.max_cost, max(0, fits),
+                     count, spend)
+        return max(0, fits)
+
+    def _check_budget(self) -> None:
+        """Stop the workers once the spend would pass ``max_cost`` before the
+        next check could stop them."""
+        s = self._settings
+        if s.max_cost is None or self._budget_hit is not None:
+            return
+        if not self.registry.alive():
+            return
+        now = time.time()
+        soon = _cost.session_cost(self.registry,
+                                  now=now + MONITOR_INTERVAL + STOP_LATENCY).total
+        if soon > s.max_cost:
+            spend = _cost.session_cost(self.registry, now=now).total
+            self._stop_for_budget(spend, "the workers' running time used it up")
+
+    def _stop_for_budget(self, spend: float, why: str) -> None:
+        """Fail every unfinished item; the engine then stops the workers."""
+        s = self._settings
+        msg = (f"the plan's budget max_cost=${s.max_cost:g} is spent: ${spend:.6f} "
+               f"billed or committed and {why}; its workers were stopped")
+        with self._wake:
+            if self._budget_hit is not None:
+                return
+            self._budget_hit = msg
+            self._shutdown = True
+            self._wake.notify_all()
+        log.warning("session %s: %s", self.session_id, msg)
+        self._fail_outstanding(BudgetExceededError(msg))
+
     def _dispatch(self) -> None:
-        """Upload and enqueue tasks, keeping SQS about two tasks per worker deep."""
+        """Upload and enqueue tasks, keeping SQS about two tasks per worker deep
+        (or sending everything, for a detached plan)."""
         assert self._queues is not None
         with self._lock:
             depth = 2 * max(1, len(self.registry.alive()))
+            if self._settings.detach:
+                depth = len(self._inflight) + len(self._pending)
             room = depth - len(self._inflight)
             batch: list[_Task] = []
             while room > 0 and self._pending:
@@ -648,20 +954,23 @@ class Plan(Executor):
             return
         log.warning("worker %s stopped: %s", worker.task_id, reason)
         claim = self._read_claim(worker)
-        if claim is None:
-            return
-        task_id = claim.get("task_id")
+        for held in (claim or {}).get("held", []):
+            self._recover(worker, held, reason)
+
+    def _recover(self, worker: WorkerRecord, held: dict[str, Any], reason: str) -> None:
+        """Retry (or, out of attempts, fail) a task a lost worker held."""
+        task_id = held.get("task_id")
         with self._lock:
             task = self._inflight.get(task_id)
         if task is None or self._result_exists(task_id):
             return
-        attempt = int(claim.get("attempt", 1))
+        attempt = int(held.get("attempt", 1))
         assert self._queues is not None
         sqs = self._clients.sqs
         if attempt >= self._settings.max_attempts:
             try:
                 sqs.delete_message(QueueUrl=self._queues.url,
-                                   ReceiptHandle=claim["receipt"])
+                                   ReceiptHandle=held["receipt"])
             except Exception as exc:
                 log.debug("could not delete the message of task %s: %s", task_id, exc)
             self._fail_task(task_id, WorkerLostError(
@@ -671,7 +980,7 @@ class Plan(Executor):
         else:
             try:  # make it visible now instead of after the visibility window
                 sqs.change_message_visibility(QueueUrl=self._queues.url,
-                                              ReceiptHandle=claim["receipt"],
+                                              ReceiptHandle=held["receipt"],
                                               VisibilityTimeout=0)
                 log.info("task %s released for attempt %d", task_id, attempt + 1)
             except Exception as exc:
@@ -709,18 +1018,24 @@ class Plan(Executor):
     def _close_session(self) -> None:
         """Stop workers, delete the queues, write the registry's final state."""
         try:
+            with self._lock:
+                detach = self._may_detach_locked() and self._broken is None
+            if detach:
+                self._detach()
+                return
             alive = self.registry.alive()
             if alive:
+                why = ("its budget max_cost was reached" if self._budget_hit
+                       else "ended")
                 _ecs.stop_tasks(self._clients.ecs, self.config.cluster,
                                 [w.arn for w in alive],
-                                f"starburst session {self.session_id} ended")
+                                f"starburst session {self.session_id} {why}")
                 self._record_stops(alive)
             if self._queues is not None:
                 self._queues.delete(self._clients.sqs)
             self.registry.state = "broken" if self._broken else "ended"
             self._checkpoint()
-            log.info("session %s ended: %s; cost $%.4f", self.session_id,
-                     self.status(), self.cost())
+            log.info("%s", self._summary("ended"))
         except Exception:
             log.exception("could not clean up session %s; run `starburst-cli cleanup`",
                           self.session_id)
@@ -729,21 +1044,59 @@ class Plan(Executor):
             self._io.shutdown(wait=False)
             _live_plans.discard(self)
 
-    def _record_stops(self, workers: list[WorkerRecord]) -> None:
-        """After StopTask: refresh the records from ECS and give every worker a
-        stop time, so the final registry and ``cost()`` do not count them as
-        running forever."""
+    def _detach(self) -> None:
+        """Leave the queues and workers running; write the registry with every
+        task id; fail the futures still waiting, pointing at ``attach``."""
+        self.registry.state = "detached"
+        self._checkpoint()
+        sid = self.session_id
+        with self._lock:
+            sent = len(self.registry.task_ids)
+        self._fail_outstanding(StarburstError(
+            f"session {sid} was detached before this result arrived; collect it "
+            f"with Plan.attach({sid!r})"))
+        log.info("session %s detached: %d task object(s) sent, %d worker(s) "
+                 "running; collect the results with Plan.attach(%r)",
+                 sid, sent, len(self.registry.alive()), sid)
+
+    def _summary(self, state: str) -> str:
+        """The one log line a session ends with."""
+        st = self.status()
         try:
-            descs = _ecs.describe_tasks(self._clients.ecs, self.config.cluster,
-                                        [w.arn for w in workers])
-        except Exception as exc:
-            log.debug("could not describe the stopped workers: %s", exc)
-            descs = []
-        by_arn = {d["taskArn"]: d for d in descs}
+            report = _cost.session_cost(self.registry)
+            money = ("about " if report.estimated else "") + f"${report.total:.4f}"
+        except ValueError as exc:  # a region without prices
+            money = f"unknown ({exc})"
+        extra = f"; {self._budget_hit}" if self._budget_hit else ""
+        return (f"session {self.session_id} {state}: {st.completed} done, "
+                f"{st.failed} failed, {len(self.registry.all())} worker(s) in "
+                f"{st.wave} wave(s), {time.time() - self.registry.created:.0f} s; "
+                f"cost {money}{extra}")
+
+    def _record_stops(self, workers: list[WorkerRecord]) -> None:
+        """After StopTask: refresh the records from ECS (waiting up to
+        ``STOP_WAIT`` for them to report STOPPED) and give every worker a stop
+        time, so the final registry and ``cost()`` do not count them as
+        running forever."""
+        deadline = time.monotonic() + STOP_WAIT
+        waiting = list(workers)
+        while waiting:
+            try:
+                descs = _ecs.describe_tasks(self._clients.ecs, self.config.cluster,
+                                            [w.arn for w in waiting])
+            except Exception as exc:
+                log.debug("could not describe the stopped workers: %s", exc)
+                break
+            by_arn = {d["taskArn"]: d for d in descs}
+            for worker in waiting:
+                if worker.arn in by_arn:
+                    worker.update(by_arn[worker.arn])
+            waiting = [w for w in waiting if w.alive and w.arn in by_arn]
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         now = time.time()
         for worker in workers:
-            if worker.arn in by_arn:
-                worker.update(by_arn[worker.arn])
             if worker.stopped is None:
                 worker.stopped = now
                 worker.reason = worker.reason or (
@@ -796,12 +1149,12 @@ class Plan(Executor):
             task = self._inflight.pop(task_id, None)
             if task is None:
                 return  # already resolved: a retry wrote the same result again
-            self._counters.items_running -= len(task.futures)
+        n = len(task.futures)
         try:
             env = envelope.unpack(data, "result")
             outcomes = envelope.result_outcomes(env)
         except Exception as exc:
-            self._settle(task.futures, [exc] * len(task.futures))
+            self._settle(task.futures, [exc] * n, running=n)
             return
         if len(outcomes) != len(task.futures):
             if len(outcomes) == 1 and not outcomes[0].ok:  # the whole task failed
@@ -810,28 +1163,33 @@ class Plan(Executor):
                 err = ResultMissingError(
                     f"result {key} has {len(outcomes)} item(s), task had "
                     f"{len(task.futures)}")
-                self._settle(task.futures, [err] * len(task.futures))
+                self._settle(task.futures, [err] * n, running=n)
                 return
         worker = str(env.get("worker", "?")).rsplit("/", 1)[-1]
-        n_ok = n_failed = 0
+        settled: list[tuple[Future, bool, Any]] = []
         for future, outcome in zip(task.futures, outcomes, strict=True):
             if outcome.ok:
                 try:
-                    value = outcome.value()
+                    settled.append((future, True, outcome.value()))
                 except Exception as exc:
-                    future.set_exception(RemoteError(
-                        type(exc).__name__, f"the result could not be unpickled here: {exc}"))
-                    n_failed += 1
-                    continue
-                future.set_result(value)
-                n_ok += 1
+                    settled.append((future, False, RemoteError(
+                        type(exc).__name__,
+                        f"the result could not be unpickled here: {exc}")))
             else:
-                future.set_exception(_rebuild_exception(outcome, task_id, worker,
-                                                        env.get("attempt", 1)))
-                n_failed += 1
+                settled.append((future, False, _rebuild_exception(
+                    outcome, task_id, worker, env.get("attempt", 1))))
+        n_ok = sum(1 for _, ok, _ in settled if ok)
+        # Count before completing the futures: status() always adds up, and a
+        # caller woken by a future already sees it counted.
         with self._lock:
+            self._counters.items_running -= n
             self._counters.completed += n_ok
-            self._counters.failed += n_failed
+            self._counters.failed += n - n_ok
+        for future, ok, value in settled:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     def _drain_dlq(self) -> None:
         assert self._queues is not None
@@ -852,20 +1210,21 @@ class Plan(Executor):
 
     # -- completing futures -------------------------------------------------
 
-    def _settle(self, futures: list[Future], errors: list[BaseException]) -> None:
+    def _settle(self, futures: list[Future], errors: list[BaseException],
+                running: int = 0) -> None:
+        with self._lock:
+            self._counters.items_running -= running
+            self._counters.failed += len(futures)
         for f, err in zip(futures, errors, strict=True):
             if not f.done():
                 f.set_exception(err)
-        with self._lock:
-            self._counters.failed += len(futures)
 
     def _fail_task(self, task_id: str, exc: BaseException) -> None:
         with self._lock:
             task = self._inflight.pop(task_id, None)
             if task is None:
                 return
-            self._counters.items_running -= len(task.futures)
-        self._settle(task.futures, [exc] * len(task.futures))
+        self._settle(task.futures, [exc] * len(task.futures), running=len(task.futures))
 
     def _fail_outstanding(self, exc: BaseException) -> None:
         with self._lock:
@@ -894,6 +1253,7 @@ class Plan(Executor):
 
     def _abort(self, why: str) -> None:
         with self._wake:
+            self._aborted = True
             self._shutdown = True
             self._cancel_pending_locked()
             self._wake.notify_all()
@@ -919,6 +1279,25 @@ def _at_exit() -> None:
 
 
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+
+
+def _time_calls(fn: Callable[..., Any], sample: Iterable[Any]) -> tuple[float, str]:
+    """Mean seconds of up to ``SAMPLE_CALLS`` local calls of ``fn``, and a
+    line saying so for the estimate's assumptions."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    times: list[float] = []
+    for item in itertools.islice(sample, SAMPLE_CALLS):
+        args = item if isinstance(item, tuple) else (item,)
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    if not times:
+        raise ValueError("sample is empty: give a few inputs for fn to time")
+    mean = sum(times) / len(times)
+    return mean, (f"{mean:.3g} s per task, the mean of {len(times)} local call(s) of "
+                  f"{envelope.qualified_name(fn)} (a Fargate vCPU may be slower or "
+                  "faster than this machine)")
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:

@@ -1,23 +1,33 @@
 """The worker loop: receive a task id, run the task, upload its result.
 
-    SQS  ──task id──▶  claim  ──▶  GET task  ──▶  run items  ──▶  PUT result
-                         │                           │                │
-                         └─ S3 workers/<id>.json     └─ heartbeat     └─ delete message
+    prefetch thread   SQS ──task id──▶ claim ──▶ GET task ──┐   (one task ahead)
+                                                           ▼
+    main thread                                    run the items
+                                                           │
+    upload thread                    PUT result ◀──────────┘ ──▶ delete message
+    heartbeat thread  keeps every held message invisible while it is held
+
+The main thread runs the user's code (so that a per-item timeout can use
+SIGALRM); the next task is received and downloaded while the current one runs,
+and its result is uploaded while the next one runs. At most two tasks are held
+at a time: the one running and the one fetched ahead.
 
 One Fargate task runs this loop until its queue stays empty for
-``STARBURST_IDLE_TIMEOUT`` seconds, the queue is deleted (the session ended),
-or it has run ``STARBURST_MAX_TASKS`` tasks; then it exits 0.
+``STARBURST_IDLE_TIMEOUT`` seconds with nothing running, the queue is deleted
+(the session ended), or it has received ``STARBURST_MAX_TASKS`` tasks; then it
+finishes what it holds and exits 0.
 
-While a task runs, a heartbeat thread keeps its message invisible in windows of
+While a task is held, the heartbeat keeps its message invisible in windows of
 ``STARBURST_VISIBILITY`` seconds. If this process dies, the heartbeat stops, the
 message becomes visible again and another worker retries the task; after
-``max_attempts`` receives SQS moves it to the dead-letter queue. Before running
-a task the worker writes a small *claim* object naming the task, its attempt and
-the message's receipt handle, so a client that sees this worker stop can tell
-which task it held and release it at once instead of waiting out the window.
+``max_attempts`` receives SQS moves it to the dead-letter queue. On each receive
+the worker writes a small *claim* object listing the tasks it holds, their
+attempts and receipt handles, so a client that sees this worker stop can tell
+which tasks it held and release them at once instead of waiting out the window.
 
-SIGTERM (StopTask, Spot interruption) interrupts the running item, makes the
-held message visible again so another worker picks it up, and exits 143.
+SIGTERM (StopTask, Spot interruption) interrupts the running item, lets results
+already computed finish uploading, makes every other held message visible again
+so another worker picks it up, and exits 143.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -112,32 +123,15 @@ def own_identity() -> tuple[str, str]:
     return name, name
 
 
-class Heartbeat:
-    """Keeps one SQS message invisible while its task runs."""
+@dataclass
+class Held:
+    task_id: str
+    attempt: int
+    receipt: str
 
-    def __init__(self, sqs: Any, queue_url: str, receipt: str, window: int) -> None:
-        self._sqs, self._queue_url, self._receipt = sqs, queue_url, receipt
-        self._window = window
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name="starburst-heartbeat")
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._done.wait(self._window / 3):
-            try:
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url, ReceiptHandle=self._receipt,
-                    VisibilityTimeout=self._window)
-            except Exception as exc:
-                log.warning("heartbeat failed: %s", exc)
+# What the prefetch thread hands to the main thread instead of a task.
+IDLE, LIMIT, GONE, FAILED = "idle", "limit", "queue gone", "failed"
 
 
 class Worker:
@@ -147,96 +141,242 @@ class Worker:
         self.s3, self.sqs = s3, sqs
         self.worker_arn, self.worker_id = worker_arn, worker_id
         self.tasks_done = 0
+        self._held: dict[str, Held] = {}  # receipt -> Held
+        self._held_lock = threading.Lock()
+        self._ready: queue.Queue[Any] = queue.Queue()
+        self._permits = threading.Semaphore(2)  # the running task + one ahead
+        self._uploads: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._busy = False
+        self._last_activity = time.monotonic()
 
     # -- the loop -----------------------------------------------------------
 
     def run(self) -> int:
-        idle_since = time.monotonic()
-        while True:
-            if self.s.max_tasks and self.tasks_done >= self.s.max_tasks:
-                log.info("ran %d tasks (the per-worker limit); exiting", self.tasks_done)
-                return 0
-            remaining = self.s.idle_timeout - (time.monotonic() - idle_since)
-            if remaining <= 0:
-                log.info("idle for %.0f s; exiting after %d tasks",
-                         self.s.idle_timeout, self.tasks_done)
-                return 0
+        """Process tasks until idle, the queue is gone or the task limit."""
+        threads = [threading.Thread(target=f, daemon=True, name=f"starburst-{n}")
+                   for n, f in (("prefetch", self._prefetch_loop),
+                                ("upload", self._upload_loop),
+                                ("heartbeat", self._heartbeat_loop))]
+        self._last_activity = time.monotonic()
+        for t in threads:
+            t.start()
+        self._uploader = threads[1]
+        code = 0
+        try:
+            while True:
+                item = self._ready.get()
+                if isinstance(item, str):
+                    log.info("%s; exiting after %d tasks", {
+                        IDLE: f"idle for {self.s.idle_timeout:g} s",
+                        LIMIT: f"received {self.s.max_tasks} tasks (the per-worker limit)",
+                        GONE: "the session's queue is gone",
+                        FAILED: "the queue could not be read",
+                    }[item], self.tasks_done)
+                    code = 1 if item == FAILED else 0
+                    break
+                held, data = item
+                self._busy = True
+                try:
+                    job = self._execute(held, data)
+                finally:
+                    self._busy = False
+                    self._last_activity = time.monotonic()
+                    self._permits.release()
+                if job is not None:
+                    self._uploads.put(job)
+        except Stopped:
+            self._stop.set()
+            self._finish_uploads()
+            self._release_all()
+            raise
+        self._stop.set()
+        self._finish_uploads()
+        self._release_all()
+        return code
+
+    def handle(self, message: dict[str, Any]) -> None:
+        """Process one received message start to end, in this thread."""
+        held = self._hold(message)
+        data = self._fetch(held)
+        if data is None:
+            return
+        try:
+            job = self._execute(held, data)
+        except Stopped:
+            self._release(held)
+            raise
+        if job is not None:
+            self._upload(*job)
+
+    # -- stages -------------------------------------------------------------
+
+    def _prefetch_loop(self) -> None:
+        received = errors = 0
+        while not self._stop.is_set():
+            if self.s.max_tasks and received >= self.s.max_tasks:
+                self._ready.put(LIMIT)
+                return
+            self._permits.acquire()
+            if self._stop.is_set():
+                return
+            idle_for = 0.0 if self._busy else time.monotonic() - self._last_activity
+            wait = 20 if self._busy else max(
+                1, min(20, int(self.s.idle_timeout - idle_for + 0.999)))
             try:
                 resp = self.sqs.receive_message(
                     QueueUrl=self.s.queue_url,
                     MaxNumberOfMessages=1,
-                    WaitTimeSeconds=max(1, min(20, int(remaining + 0.999))),
+                    WaitTimeSeconds=wait,
                     VisibilityTimeout=self.s.visibility,
                     MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 )
+                errors = 0
             except ClientError as exc:
+                self._permits.release()
                 if _queue_gone(exc):
-                    log.info("the session's queue is gone; exiting after %d tasks",
-                             self.tasks_done)
-                    return 0
-                raise
-            for message in resp.get("Messages", []):
-                self.handle(message)
-                idle_since = time.monotonic()
+                    self._ready.put(GONE)
+                    return
+                errors += 1
+                log.warning("receiving from the queue failed: %s", exc)
+            except Exception as exc:
+                self._permits.release()
+                errors += 1
+                log.warning("receiving from the queue failed: %s", exc)
+            else:
+                messages = resp.get("Messages", [])
+                if not messages:
+                    self._permits.release()
+                    idle = not self._busy and self._ready.empty() and (
+                        time.monotonic() - self._last_activity >= self.s.idle_timeout)
+                    if idle:
+                        self._ready.put(IDLE)
+                        return
+                    continue
+                held = self._hold(messages[0])
+                if self._stop.is_set():
+                    self._release(held)
+                    return
+                received += 1
+                self._last_activity = time.monotonic()
+                data = self._fetch(held)
+                if data is None:
+                    self._permits.release()
+                else:
+                    self._ready.put((held, data))
+                continue
+            if errors * 2 > max(10.0, self.s.idle_timeout):
+                self._ready.put(FAILED)
+                return
+            time.sleep(2)
 
-    def handle(self, message: dict[str, Any]) -> None:
-        task_id = message["Body"]
-        receipt = message["ReceiptHandle"]
+    def _hold(self, message: dict[str, Any]) -> Held:
         attempt = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
-        self._claim(task_id, attempt, receipt)
-        try:
-            with Heartbeat(self.sqs, self.s.queue_url, receipt, self.s.visibility):
-                started = time.time()
-                body = self._run_task(task_id)
-                finished = time.time()
-        except Stopped:
-            self._release(receipt)
-            raise
-        except Exception as exc:  # storage trouble: let another attempt try
-            log.error("task %s: could not be read (%s); released for retry",
-                      task_id, exc)
-            self._release(receipt)
-            return
-        outcomes, n_failed = body
-        result = envelope.pack_result(
-            task_id=task_id, session_id=self.s.session, outcomes=outcomes,
-            sdk=__version__, started=started, finished=finished, attempt=attempt,
-            worker=self.worker_arn)
-        self.s3.put_object(Bucket=self.s.bucket,
-                           Key=result_key(self.s.prefix, self.s.session, task_id),
-                           Body=result)
-        self.sqs.delete_message(QueueUrl=self.s.queue_url, ReceiptHandle=receipt)
-        self.tasks_done += 1
-        print(f"task {task_id} attempt {attempt}: {len(outcomes)} item(s), "
-              f"{n_failed} failed, {finished - started:.3f} s", flush=True)
-
-    # -- pieces -------------------------------------------------------------
-
-    def _claim(self, task_id: str, attempt: int, receipt: str) -> None:
-        doc = {"worker": self.worker_arn, "task_id": task_id, "attempt": attempt,
-               "receipt": receipt, "at": time.time()}
+        held = Held(message["Body"], attempt, message["ReceiptHandle"])
+        with self._held_lock:
+            self._held[held.receipt] = held
+            claims = [vars(h) for h in self._held.values()]
+        doc = {"worker": self.worker_arn, "at": time.time(), "held": claims}
         try:
             self.s3.put_object(
                 Bucket=self.s.bucket,
                 Key=claim_key(self.s.prefix, self.s.session, self.worker_id),
                 Body=json.dumps(doc).encode())
         except Exception as exc:  # the claim speeds up recovery; it is not needed
-            log.warning("could not write the claim for task %s: %s", task_id, exc)
+            log.warning("could not write the claim for task %s: %s", held.task_id, exc)
+        return held
 
-    def _release(self, receipt: str) -> None:
+    def _fetch(self, held: Held) -> bytes | None:
+        """GET the task object; None (and the message released) if it can't be."""
+        try:
+            obj = self.s3.get_object(
+                Bucket=self.s.bucket,
+                Key=task_key(self.s.prefix, self.s.session, held.task_id))
+            return obj["Body"].read()
+        except Exception as exc:  # storage trouble: let another attempt try
+            log.error("task %s could not be read (%s); released for retry",
+                      held.task_id, exc)
+            self._release(held)
+            return None
+
+    def _execute(self, held: Held, data: bytes) -> tuple[Held, bytes, str] | None:
+        started = time.time()
+        outcomes = self._run_task(data)
+        finished = time.time()
+        body = envelope.pack_result(
+            task_id=held.task_id, session_id=self.s.session, outcomes=outcomes,
+            sdk=__version__, started=started, finished=finished, attempt=held.attempt,
+            worker=self.worker_arn)
+        n_failed = sum(1 for o in outcomes if not o.ok)
+        summary = (f"task {held.task_id} attempt {held.attempt}: {len(outcomes)} "
+                   f"item(s), {n_failed} failed, {finished - started:.3f} s")
+        return held, body, summary
+
+    def _upload_loop(self) -> None:
+        while True:
+            job = self._uploads.get()
+            if job is None:
+                return
+            self._upload(*job)
+
+    def _upload(self, held: Held, body: bytes, summary: str) -> None:
+        try:
+            self.s3.put_object(
+                Bucket=self.s.bucket,
+                Key=result_key(self.s.prefix, self.s.session, held.task_id), Body=body)
+            self.sqs.delete_message(QueueUrl=self.s.queue_url,
+                                    ReceiptHandle=held.receipt)
+        except Exception as exc:
+            log.error("task %s: the result could not be stored (%s); released for "
+                      "retry", held.task_id, exc)
+            self._release(held)
+            return
+        with self._held_lock:
+            self._held.pop(held.receipt, None)
+        self.tasks_done += 1
+        print(summary, flush=True)
+
+    def _finish_uploads(self) -> None:
+        """Let the results already computed reach S3 (Fargate allows 30 s)."""
+        self._uploads.put(None)
+        self._uploader.join(timeout=25)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.s.visibility / 3):
+            with self._held_lock:
+                receipts = list(self._held)
+            for i in range(0, len(receipts), 10):
+                entries = [{"Id": str(n), "ReceiptHandle": r,
+                            "VisibilityTimeout": self.s.visibility}
+                           for n, r in enumerate(receipts[i:i + 10])]
+                try:
+                    self.sqs.change_message_visibility_batch(
+                        QueueUrl=self.s.queue_url, Entries=entries)
+                except Exception as exc:
+                    log.warning("heartbeat failed: %s", exc)
+
+    def _release(self, held: Held) -> None:
+        with self._held_lock:
+            self._held.pop(held.receipt, None)
         try:
             self.sqs.change_message_visibility(
-                QueueUrl=self.s.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+                QueueUrl=self.s.queue_url, ReceiptHandle=held.receipt,
+                VisibilityTimeout=0)
         except Exception as exc:
-            log.warning("could not release the message: %s", exc)
+            log.warning("could not release task %s: %s", held.task_id, exc)
 
-    def _run_task(self, task_id: str) -> tuple[list[envelope.Outcome], int]:
-        obj = self.s3.get_object(
-            Bucket=self.s.bucket, Key=task_key(self.s.prefix, self.s.session, task_id))
+    def _release_all(self) -> None:
+        """Give back what this worker holds but will not finish."""
+        with self._held_lock:
+            left = list(self._held.values())
+        for held in left:
+            self._release(held)
+
+    def _run_task(self, data: bytes) -> list[envelope.Outcome]:
         try:
-            env = envelope.unpack(obj["Body"].read(), "task")
+            env = envelope.unpack(data, "task")
         except envelope.EnvelopeError as exc:
-            return [envelope.failure(exc, 0.0, tb_text="")], 1
+            return [envelope.failure(exc, 0.0, tb_text="")]
         client = envelope.python_minor(env.get("python", "?"))
         if client != envelope.python_minor(envelope.PYTHON):
             exc = RuntimeError(
@@ -244,9 +384,8 @@ class Worker:
                 f"{envelope.python_minor(envelope.PYTHON)}; pickled functions are "
                 "not portable across minor versions. Use a worker image built for "
                 f"Python {client}.")
-            return [envelope.failure(exc, 0.0, tb_text="")] * env["n"], env["n"]
-        outcomes = [self._run_item(load) for load in envelope.task_items(env)]
-        return outcomes, sum(1 for o in outcomes if not o.ok)
+            return [envelope.failure(exc, 0.0, tb_text="")] * env["n"]
+        return [self._run_item(load) for load in envelope.task_items(env)]
 
     def _run_item(self, load: Any) -> envelope.Outcome:
         t0 = time.perf_counter()
