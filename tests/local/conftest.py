@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from starburst_local.runner import Runner, RunnerConfig
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "test",

@@ -13,6 +13,7 @@ from pathlib import Path
 import boto3
 import psutil
 import pytest
+
 from starburst_local import LocalCloud
 from starburst_local.procs import listening_addresses
 from starburst_sdk._config import DeploymentConfig, parameter_name

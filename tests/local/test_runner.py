@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+
 from starburst_local.cloud import runner_call
 from starburst_local.driver import OOM_REASON
 from starburst_local.faults import SPOT_REASON

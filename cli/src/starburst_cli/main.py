@@ -17,9 +17,15 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import local
+    from . import checks, cleanup, fleet, image, infra, local, prices
 
     app.add_typer(local.app, name="local")
+    app.add_typer(infra.app, name="infra")
+    fleet.register(app)
+    checks.register(app)
+    cleanup.register(app)
+    prices.register(app)
+    image.register(app)
 
 
 _register()

@@ -2,15 +2,19 @@
 
 Requests are AWS JSON 1.1 with ``X-Amz-Target: ServiceQuotasV20190624.<Op>``. For
 ServiceCode ``fargate`` this module answers GetServiceQuota,
-GetAWSDefaultServiceQuota and ListServiceQuotas with the configured vCPU values;
-every other service code is left to moto.
+GetAWSDefaultServiceQuota and ListServiceQuotas with the configured vCPU values, and
+keeps increase requests (RequestServiceQuotaIncrease, GetRequestedServiceQuotaChange,
+ListRequestedServiceQuotaChangeHistoryByQuota) in memory: a request stays
+``CASE_OPENED`` and never changes the quota. Every other service code is left to moto.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import time
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 TARGET_PREFIX = "ServiceQuotasV20190624."
@@ -28,6 +32,7 @@ class Quotas:
 
     on_demand: float = 16.0
     spot: float = 16.0
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def value(self, code: str) -> float | None:
         return {ON_DEMAND_CODE: self.on_demand, SPOT_CODE: self.spot}.get(code)
@@ -61,9 +66,21 @@ def handle(quotas: Quotas, target: str, body: bytes, auth: str, *,
         params = json.loads(body or b"{}")
     except ValueError:
         return 400, {"__type": "SerializationException", "message": "invalid JSON"}
+    if op == "GetRequestedServiceQuotaChange":
+        found = quotas.requests.get(params.get("RequestId", ""))
+        if found is None:
+            return 400, {"__type": "NoSuchResourceException",
+                         "message": f"No request with id {params.get('RequestId')}."}
+        return 200, {"RequestedQuota": found}
     if params.get("ServiceCode") != "fargate":
         return None
     region = _region(auth, region)
+    if op == "RequestServiceQuotaIncrease":
+        return _request_increase(quotas, params, region, account)
+    if op == "ListRequestedServiceQuotaChangeHistoryByQuota":
+        return 200, {"RequestedQuotas": [
+            r for r in quotas.requests.values()
+            if r["QuotaCode"] == params.get("QuotaCode")]}
     if op in ("GetServiceQuota", "GetAWSDefaultServiceQuota"):
         code = params.get("QuotaCode", "")
         value = quotas.value(code)
@@ -75,3 +92,26 @@ def handle(quotas: Quotas, target: str, body: bytes, auth: str, *,
         return 200, {"Quotas": [_quota(c, quotas.value(c) or 0.0, region, account)
                                 for c in (ON_DEMAND_CODE, SPOT_CODE)]}
     return None
+
+
+def _request_increase(quotas: Quotas, params: dict[str, Any], region: str,
+                      account: str) -> tuple[int, dict[str, Any]]:
+    code = params.get("QuotaCode", "")
+    if quotas.value(code) is None:
+        return 400, {"__type": "NoSuchResourceException",
+                     "message": f"The quota {code} for fargate does not exist."}
+    if any(r["QuotaCode"] == code and r["Status"] in ("PENDING", "CASE_OPENED")
+           for r in quotas.requests.values()):
+        return 400, {"__type": "ResourceAlreadyExistsException",
+                     "message": f"A request for {code} is already open."}
+    request_id = uuid.uuid4().hex
+    quotas.requests[request_id] = {
+        "Id": request_id, "CaseId": f"local-{request_id[:10]}",
+        "ServiceCode": "fargate", "ServiceName": "AWS Fargate", "QuotaCode": code,
+        "QuotaName": NAMES[code], "DesiredValue": float(params.get("DesiredValue", 0)),
+        "Status": "CASE_OPENED", "Created": time.time(), "LastUpdated": time.time(),
+        "Requester": f"arn:aws:iam::{account}:root",
+        "QuotaArn": f"arn:aws:servicequotas:{region}:{account}:fargate/{code}",
+        "GlobalQuota": False, "Unit": "None",
+    }
+    return 200, {"RequestedQuota": quotas.requests[request_id]}

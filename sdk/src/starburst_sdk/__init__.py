@@ -7,16 +7,20 @@
 """
 
 from ._config import DeploymentConfig, load_config
+from ._cost import CostReport, Estimate, Rate, WorkerCost
 from ._errors import (
     BrokenPlan,
+    BudgetExceededError,
     ConfigError,
     QuotaError,
     RemoteError,
     RemoteTraceback,
     ResultMissingError,
+    SessionNotFoundError,
     StarburstError,
     WorkerLostError,
 )
+from ._image import ImageError, ImageResult, ensure_image, list_images
 from ._plan import Plan, PlanStatus
 from ._resources import TaskSize, task_size
 
@@ -24,17 +28,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BrokenPlan",
+    "BudgetExceededError",
     "ConfigError",
+    "CostReport",
     "DeploymentConfig",
+    "Estimate",
+    "ImageError",
+    "ImageResult",
     "Plan",
     "PlanStatus",
     "QuotaError",
+    "Rate",
     "RemoteError",
     "RemoteTraceback",
     "ResultMissingError",
+    "SessionNotFoundError",
     "StarburstError",
     "TaskSize",
+    "WorkerCost",
     "WorkerLostError",
+    "ensure_image",
+    "list_images",
     "load_config",
     "task_size",
 ]

@@ -9,6 +9,9 @@ StarburstError
  │                          and the item's attempts are used up
  ├── ResultMissingError     a worker said it finished but the result object is absent
  ├── QuotaError             no worker can start: the Fargate vCPU quota is used up
+ ├── BudgetExceededError    the plan reached its ``max_cost``: its workers were
+ │                          stopped and its unfinished items failed with this
+ ├── SessionNotFoundError   ``Plan.attach`` found no such session
  └── BrokenPlan             the plan cannot go on (also a BrokenExecutor); set on
                             every pending future when the backend fails
 
@@ -53,6 +56,14 @@ class ResultMissingError(StarburstError):
 
 class QuotaError(StarburstError):
     """No worker can start because of an AWS quota."""
+
+
+class BudgetExceededError(StarburstError):
+    """The plan's ``max_cost`` was reached before the item could run or finish."""
+
+
+class SessionNotFoundError(StarburstError, LookupError):
+    """No session with that id exists in the deployment."""
 
 
 class BrokenPlan(StarburstError, BrokenExecutor):

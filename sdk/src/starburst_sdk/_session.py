@@ -119,6 +119,7 @@ class WorkerRecord:
     capacity_provider: str = "FARGATE"
     started: float | None = None
     stopped: float | None = None
+    pull_started: float | None = None  # Fargate bills from here
     stop_code: str | None = None
     reason: str | None = None
     exit_code: int | None = None
@@ -135,6 +136,7 @@ class WorkerRecord:
         self.status = desc.get("lastStatus", self.status)
         self.capacity_provider = desc.get("capacityProviderName", self.capacity_provider)
         self.started = _ts(desc.get("startedAt")) or self.started
+        self.pull_started = _ts(desc.get("pullStartedAt")) or self.pull_started
         self.stopped = _ts(desc.get("stoppedAt")) or self.stopped
         self.stop_code = desc.get("stopCode", self.stop_code)
         self.reason = desc.get("stoppedReason", self.reason)

@@ -1,0 +1,103 @@
+"""Plan's money and session options on the in-process fake cloud: spot, arch,
+max_cost, detach and attach, and cost() against session.json."""
+
+import json
+
+import boto3
+import pytest
+
+from starburst_sdk import BudgetExceededError, Plan, SessionNotFoundError, _cost
+from starburst_sdk._session import Registry, registry_key
+
+
+def square(x):
+    return x * x
+
+
+def session_json(plan):
+    cfg = plan.config
+    body = boto3.client("s3").get_object(
+        Bucket=cfg.bucket, Key=registry_key(cfg.prefix, plan.session_id))["Body"]
+    return body.read()
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"spot": "yes"}, TypeError),
+    ({"detach": 1}, TypeError),
+    ({"arch": "arm"}, ValueError),
+    ({"max_cost": 0}, ValueError),
+    ({"max_cost": "5"}, TypeError),
+    ({"max_cost": 1.0, "region": "xx-nowhere-9"}, "region's price"),
+])
+def test_plan_checks_money_arguments(aws_env, kwargs, error):
+    if isinstance(error, str):
+        with pytest.raises(ValueError, match=error):
+            Plan(**kwargs)
+    else:
+        with pytest.raises(error):
+            Plan(**kwargs)
+
+
+def test_plan_spot_and_arm_reach_ecs_and_the_registry(fake):
+    with Plan(workers=1, idle_timeout=2, spot=True, arch="arm64") as plan:
+        assert plan.submit(square, 3).result(timeout=60) == 9
+    ecs = boto3.client("ecs")
+    arn = plan.registry.all()[0].arn
+    task = ecs.describe_tasks(cluster=plan.config.cluster, tasks=[arn])["tasks"][0]
+    td = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])
+    assert td["taskDefinition"]["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    assert plan.registry.settings["arch"] == "arm64"
+    assert plan.registry.settings["capacity_provider"] == "FARGATE_SPOT"
+    assert plan.registry.all()[0].capacity_provider == "FARGATE_SPOT"
+
+
+def test_plan_budget_below_one_worker_minute_launches_nothing(fake):
+    with Plan(workers=2, idle_timeout=2, max_cost=0.0001) as plan:
+        fs = [plan.submit(square, i) for i in range(3)]
+        for f in fs:
+            with pytest.raises(BudgetExceededError, match="max_cost"):
+                f.result(timeout=60)
+        with pytest.raises(BudgetExceededError):
+            plan.submit(square, 1)
+    assert plan.registry.all() == []
+
+
+def test_plan_budget_limits_how_many_workers_start(fake):
+    minute = 60 * _cost.rate("us-east-1").per_second(1, 2)
+    with Plan(workers=4, idle_timeout=2, max_cost=2.5 * minute) as plan:
+        assert list(plan.map(square, range(8), chunksize=1)) == [
+            x * x for x in range(8)]
+    assert len(plan.registry.all()) == 2
+
+
+def test_plan_cost_matches_the_session_json_after_shutdown(fake):
+    with Plan(workers=2, idle_timeout=2) as plan:
+        assert list(plan.map(square, range(6), chunksize=1)) == [
+            x * x for x in range(6)]
+        plan._monitor()  # record the start times, as the engine would
+    again = Registry.from_json(session_json(plan))
+    assert plan.cost() == _cost.session_cost(again).total > 0
+
+
+def test_attach_unknown_session_is_a_clear_error(fake):
+    with pytest.raises(SessionNotFoundError, match="no starburst session 'nope'"):
+        Plan.attach("nope")
+
+
+def test_detached_session_is_collected_by_attach(fake):
+    with Plan(workers=2, idle_timeout=5, detach=True) as plan:
+        plan.submit(square, 100)
+        plan.map(square, range(7), chunksize=3)
+    sid = plan.session_id
+    doc = json.loads(session_json(plan))
+    assert doc["state"] == "detached"
+    assert [n for _, n in doc["tasks"]] == [1, 3, 3, 1]
+    queue = f"{plan.config.queue_prefix}-{sid}"
+    boto3.client("sqs").get_queue_url(QueueName=queue)  # left behind
+    with Plan.attach(sid) as attached:
+        values = [f.result(timeout=60) for f in attached.futures]
+    assert values == [10_000] + [x * x for x in range(7)]
+    with pytest.raises(boto3.client("sqs").exceptions.QueueDoesNotExist):
+        boto3.client("sqs").get_queue_url(QueueName=queue)
+    assert json.loads(session_json(plan))["state"] == "ended"
+    assert not attached.registry.alive()
