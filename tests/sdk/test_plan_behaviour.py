@@ -282,7 +282,7 @@ def test_plan_with_exit_deletes_queues_and_stops_tasks(fake):
     with Plan(workers=3, idle_timeout=30) as plan:
         assert list(plan.map(square, range(6), chunksize=1)) == [
             x * x for x in range(6)]
-        assert len(sqs.list_queues(QueueNamePrefix=doc["queue_prefix"])["QueueUrls"]) == 2
+        assert len(sqs.list_queues(QueueNamePrefix=doc["queue_prefix"])["QueueUrls"]) == 3
     assert sqs.list_queues(QueueNamePrefix=doc["queue_prefix"]).get("QueueUrls", []) == []
     assert ecs_tasks(doc) and ecs_tasks(doc, "RUNNING") == []
 

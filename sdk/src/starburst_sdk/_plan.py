@@ -78,12 +78,17 @@ log = logging.getLogger("starburst")
 
 SDK_VERSION = _worker_version
 CHUNK_BYTES = 1 << 20  # a task object carries about a megabyte at most
+CHUNK_SECONDS = 1.0  # ... and runs for about a second
 MAX_CHUNK_ITEMS = 1000
+UNMEASURED_CHUNK_ITEMS = 8  # until the first result says how long an item takes
+MAX_PENDING_BYTES = 256 << 20  # submit() waits while more than this is unsent
+QUEUE_DEPTH_PER_WORKER = 2  # tasks in SQS per live worker while attached
 VISIBILITY = 60  # seconds; the worker's heartbeat extends it while a task runs
 TICK = 0.05
 MONITOR_INTERVAL = 1.0
 CHECKPOINT_INTERVAL = 5.0
 DLQ_INTERVAL = 3.0
+LIST_INTERVAL = 5.0  # the results listing backs up the done queue
 STOP_LATENCY = 2.0  # seconds from StopTask until a worker stops billing, about
 STOP_WAIT = 10.0  # how long shutdown waits for stopped workers to report STOPPED
 SAMPLE_CALLS = 3  # local calls timed by estimate(fn=..., sample=...)
@@ -104,6 +109,22 @@ _HINTS = {
 
 
 @dataclass(eq=False)
+class _Group:
+    """Pending items that may share a task object: the items of one ``map``
+    call, or the ``submit`` calls of one function."""
+
+    fn_name: str
+    fn_blob: bytes | None  # map(): the function, pickled once for every item
+    chunksize: int | None = None  # fixed by the caller; None sizes by measurement
+    remaining: int = 0  # items of this group not yet dispatched
+    item_seconds: float | None = None  # moving average measured on the workers
+
+
+# A pending item: its future, its pickled call (or arguments), its group.
+_Item = tuple[Future, bytes, _Group]
+
+
+@dataclass(eq=False)
 class _Task:
     """One task object: a chunk of items sharing a message and a result."""
 
@@ -112,7 +133,7 @@ class _Task:
     fn_blob: bytes | None
     futures: list[Future]
     blobs: list[bytes] | None  # dropped once uploaded
-    size: int = 0
+    group: _Group | None = None
     sent_at: float = 0.0
 
 
@@ -349,7 +370,9 @@ class Plan(Executor):
 
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._pending: deque[_Task] = deque()
+        self._pending: deque[_Item] = deque()
+        self._pending_bytes = 0
+        self._submit_groups: dict[str, _Group] = {}
         self._inflight: dict[str, _Task] = {}
         self._ids = itertools.count(1)
         self._counters = _Counters()
@@ -376,8 +399,12 @@ class Plan(Executor):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
         blob = _pickle_call((fn, args, kwargs), fn)
         future: Future = Future()
-        self._enqueue([_Task("", envelope.qualified_name(fn), None, [future], [blob],
-                             len(blob))])
+        name = envelope.qualified_name(fn)
+        group = self._submit_groups.get(name)
+        if group is None:
+            group = self._submit_groups.setdefault(
+                name, _Group(name, None, self._settings.chunksize))
+        self._enqueue([(future, blob, group)])
         return future
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
@@ -392,25 +419,13 @@ class Plan(Executor):
         if chunksize is not None:
             _check_int("chunksize", chunksize, 1, 1_000_000)
         fn_blob = _pickle_call(fn, fn)
-        blobs = [_pickle_call((args, {}), fn) for args in zip(*iterables, strict=False)]
-        size = chunksize or self._settings.chunksize or self._auto_chunksize(len(blobs))
-        name = envelope.qualified_name(fn)
-        futures: list[Future] = []
-        tasks: list[_Task] = []
-        start = 0
-        while start < len(blobs):
-            chunk: list[bytes] = []
-            nbytes = len(fn_blob)
-            while (start + len(chunk) < len(blobs) and len(chunk) < size
-                   and (not chunk or nbytes + len(blobs[start + len(chunk)]) <= CHUNK_BYTES)):
-                blob = blobs[start + len(chunk)]
-                chunk.append(blob)
-                nbytes += len(blob)
-            fs = [Future() for _ in chunk]
-            futures.extend(fs)
-            tasks.append(_Task("", name, fn_blob, fs, chunk, nbytes))
-            start += len(chunk)
-        self._enqueue(tasks)
+        group = _Group(envelope.qualified_name(fn), fn_blob,
+                       chunksize or self._settings.chunksize)
+        items: list[_Item] = [(Future(), _pickle_call((args, {}), fn), group)
+                              for args in zip(*iterables, strict=False)]
+        futures = [item[0] for item in items]
+        self._enqueue(items)
+        del items
 
         def results() -> Iterator[Any]:
             try:
@@ -540,7 +555,9 @@ class Plan(Executor):
         return _cost.estimate(
             n_tasks, float(seconds_per_task), workers=s.workers, vcpu=s.size.vcpu,
             memory_gb=s.size.memory_gb, region=s.region, arch=s.arch, spot=s.spot,
-            chunksize=chunksize or s.chunksize or self._auto_chunksize(n_tasks),
+            chunksize=chunksize or s.chunksize or self._chunk_items(
+                _Group("", None, remaining=n_tasks,
+                       item_seconds=float(seconds_per_task))),
             cold_start=cold_start, max_tasks_per_worker=s.max_tasks_per_worker,
             vcpu_quota=s.vcpu_quota, idle_tail=s.idle_timeout if s.detach else 0.0,
             timed=timed)
@@ -592,7 +609,7 @@ class Plan(Executor):
             plan._counters.items_running += n
         plan._ids = itertools.count(max((int(t) for t in ids), default=0) + 1)
         if ids:
-            plan._collect(sorted(ids))  # results already written resolve now
+            plan._collect_listed(sorted(ids))  # results already written resolve now
         with plan._wake:
             plan._start_threads()
         log.info("attached to session %s: %d of %d item(s) already done",
@@ -611,25 +628,47 @@ class Plan(Executor):
 
     # -- submission ---------------------------------------------------------
 
-    def _auto_chunksize(self, n_items: int) -> int:
-        # At least four chunks per worker so the pool stays balanced at the end.
-        return max(1, min(MAX_CHUNK_ITEMS, math.ceil(n_items / (4 * self._settings.workers))))
-
-    def _enqueue(self, tasks: list[_Task]) -> None:
+    def _enqueue(self, items: list[_Item]) -> None:
         with self._wake:
-            if self._broken is not None:
-                raise BrokenPlan(f"the plan is broken: {self._broken}") from self._broken
-            if self._budget_hit is not None:
-                raise BudgetExceededError(self._budget_hit)
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new work after shutdown")
-            for task in tasks:
-                task.task_id = f"{next(self._ids):08d}"
-                self._pending.append(task)
-                self._counters.items_pending += len(task.futures)
-            if self._engine is None:
-                self._start_threads()
-            self._wake.notify_all()
+            for start in range(0, len(items), 1000):
+                # Back-pressure: a caller producing work faster than it can be
+                # sent waits here instead of filling memory.
+                while (self._pending_bytes > MAX_PENDING_BYTES and self._engine
+                       and self._broken is None and not self._shutdown):
+                    self._wake.wait(0.1)
+                self._check_accepting_locked()
+                for item in items[start:start + 1000]:
+                    self._pending.append(item)
+                    item[2].remaining += 1
+                    self._pending_bytes += len(item[1])
+                self._counters.items_pending += len(items[start:start + 1000])
+                if self._engine is None:
+                    self._start_threads()
+                self._wake.notify_all()
+
+    def _check_accepting_locked(self) -> None:
+        if self._broken is not None:
+            raise BrokenPlan(f"the plan is broken: {self._broken}") from self._broken
+        if self._budget_hit is not None:
+            raise BudgetExceededError(self._budget_hit)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new work after shutdown")
+
+    def _chunk_items(self, group: _Group) -> int:
+        """How many of the group's items go into the next task object.
+
+        About a second of work, measured on the workers (a few items until the
+        first result tells), and never so many that the last chunks leave
+        workers idle: at least two chunks per worker while items remain.
+        """
+        if group.chunksize:
+            return group.chunksize
+        spread = math.ceil(group.remaining / (QUEUE_DEPTH_PER_WORKER * self._settings.workers))
+        if group.item_seconds is None:
+            by_time = UNMEASURED_CHUNK_ITEMS
+        else:
+            by_time = int(CHUNK_SECONDS / max(group.item_seconds, 1e-6))
+        return max(1, min(spread, by_time, MAX_CHUNK_ITEMS))
 
     def _start_threads(self) -> None:
         self._engine = threading.Thread(target=self._engine_main, daemon=True,
@@ -641,12 +680,18 @@ class Plan(Executor):
         _live_plans.add(self)
 
     def _cancel_pending_locked(self) -> None:
-        for task in self._pending:
-            for f in task.futures:
-                if f.cancel():
-                    self._counters.items_pending -= 1
-        self._pending = deque(t for t in self._pending
-                              if not all(f.cancelled() for f in t.futures))
+        kept: deque[_Item] = deque()
+        for item in self._pending:
+            if item[0].cancel() or item[0].cancelled():
+                self._drop_pending_locked(item)
+            else:
+                kept.append(item)
+        self._pending = kept
+
+    def _drop_pending_locked(self, item: _Item) -> None:
+        self._counters.items_pending -= 1
+        item[2].remaining -= 1
+        self._pending_bytes -= len(item[1])
 
     # -- engine thread ------------------------------------------------------
 
@@ -706,8 +751,7 @@ class Plan(Executor):
         outstanding, when they are gone (the session ended or was cancelled)."""
         sqs = self._clients.sqs
         try:
-            return SessionQueues(sqs.get_queue_url(QueueName=name)["QueueUrl"],
-                                 sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"])
+            return SessionQueues.find(sqs, name)
         except Exception as exc:
             if "NonExistentQueue" not in error_code(exc) and \
                     "QueueDoesNotExist" not in error_code(exc):
@@ -733,6 +777,7 @@ class Plan(Executor):
             "STARBURST_PREFIX": cfg.prefix,
             "STARBURST_SESSION": self.session_id,
             "STARBURST_QUEUE_URL": self._queues.url,
+            "STARBURST_DONE_QUEUE_URL": self._queues.done_url,
             "STARBURST_IDLE_TIMEOUT": f"{s.idle_timeout:g}",
             "STARBURST_VISIBILITY": str(VISIBILITY),
             "STARBURST_MAX_TASKS": str(s.max_tasks_per_worker),
@@ -748,10 +793,10 @@ class Plan(Executor):
         s = self._settings
         with self._lock:
             outstanding = len(self._inflight)
-            for task in self._pending:  # work the caller cancelled needs no worker
+            for future, _, _ in self._pending:  # cancelled work needs no worker
                 if outstanding >= s.workers:
                     break
-                if not all(f.cancelled() for f in task.futures):
+                if not future.cancelled():
                     outstanding += 1
             if self._shutdown and outstanding == 0:
                 return
@@ -863,26 +908,22 @@ class Plan(Executor):
         (or sending everything, for a detached plan)."""
         assert self._queues is not None
         with self._lock:
-            depth = 2 * max(1, len(self.registry.alive()))
             if self._settings.detach:
-                depth = len(self._inflight) + len(self._pending)
-            room = depth - len(self._inflight)
+                room = len(self._pending)
+            else:
+                depth = QUEUE_DEPTH_PER_WORKER * max(1, len(self.registry.alive()))
+                room = depth - len(self._inflight)
             batch: list[_Task] = []
             while room > 0 and self._pending:
-                task = self._pending.popleft()
-                self._counters.items_pending -= len(task.futures)
-                live = [i for i, f in enumerate(task.futures)
-                        if f.set_running_or_notify_cancel()]
-                if not live:
+                task = self._next_task_locked()
+                if task is None:
                     continue
-                if len(live) < len(task.futures):
-                    assert task.blobs is not None
-                    task.futures = [task.futures[i] for i in live]
-                    task.blobs = [task.blobs[i] for i in live]
                 self._counters.items_running += len(task.futures)
                 self._inflight[task.task_id] = task
                 batch.append(task)
                 room -= 1
+            if batch:
+                self._wake.notify_all()  # submit() may be waiting for room
         if not batch:
             return
         cfg = self.config
@@ -913,6 +954,28 @@ class Plan(Executor):
                 self.registry.task_ids.append(task.task_id)
                 self.registry.task_sizes.append(len(task.futures))
         self._dirty = True
+
+    def _next_task_locked(self) -> _Task | None:
+        """Take the next chunk of pending items; None if all were cancelled."""
+        group = self._pending[0][2]
+        size = self._chunk_items(group)
+        nbytes = len(group.fn_blob or b"")
+        futures: list[Future] = []
+        blobs: list[bytes] = []
+        while self._pending and len(futures) < size:
+            future, blob, item_group = self._pending[0]
+            if item_group is not group or (futures and nbytes + len(blob) > CHUNK_BYTES):
+                break
+            self._pending.popleft()
+            self._drop_pending_locked((future, blob, item_group))
+            if future.set_running_or_notify_cancel():
+                futures.append(future)
+                blobs.append(blob)
+                nbytes += len(blob)
+        if not futures:
+            return None
+        return _Task(f"{next(self._ids):08d}", group.fn_name, group.fn_blob, futures,
+                     blobs, group)
 
     def _monitor(self) -> None:
         """DescribeTasks on live workers; deal with the ones that stopped."""
@@ -1105,8 +1168,11 @@ class Plan(Executor):
     # -- collector thread ---------------------------------------------------
 
     def _collector_main(self) -> None:
+        """Collect results as workers announce them on the done queue; list
+        the results prefix now and then as well, in case an announcement was
+        lost (a worker killed between its PUT and its send)."""
         idle = TICK
-        last_dlq = time.monotonic()
+        last_list = last_dlq = time.monotonic()
         try:
             while not self._closed.is_set():
                 with self._lock:
@@ -1114,17 +1180,47 @@ class Plan(Executor):
                 if not inflight:
                     self._closed.wait(TICK)
                     continue
-                found = self._collect(inflight)
-                if time.monotonic() - last_dlq >= DLQ_INTERVAL:
+                assert self._queues is not None
+                found = 0
+                now = time.monotonic()
+                if self._queues.done_url:
+                    found += self._collect_announced()
+                if not self._queues.done_url or now - last_list >= LIST_INTERVAL:
+                    found += self._collect_listed(inflight)
+                    last_list = now
+                if now - last_dlq >= DLQ_INTERVAL:
                     self._drain_dlq()
-                    last_dlq = time.monotonic()
-                idle = TICK if found else min(0.5, idle * 1.5)
-                self._closed.wait(idle)
+                    last_dlq = now
+                if found:
+                    with self._wake:  # room in the queue: let the engine refill it
+                        self._wake.notify_all()
+                if not self._queues.done_url:
+                    idle = TICK if found else min(0.5, idle * 1.5)
+                    self._closed.wait(idle)
         except BaseException as exc:
             log.exception("starburst collector for session %s failed", self.session_id)
             self._break(exc)
 
-    def _collect(self, inflight: list[str]) -> int:
+    def _collect_announced(self) -> int:
+        assert self._queues is not None
+        sqs = self._clients.sqs
+        resp = sqs.receive_message(QueueUrl=self._queues.done_url,
+                                   MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        messages = resp.get("Messages", [])
+        if not messages:
+            return 0
+        with self._lock:
+            ready = list(dict.fromkeys(m["Body"] for m in messages
+                                       if m["Body"] in self._inflight))
+        if ready:
+            list(self._io.map(self._fetch_result, ready))
+        sqs.delete_message_batch(
+            QueueUrl=self._queues.done_url,
+            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                     for n, m in enumerate(messages)])
+        return len(ready)
+
+    def _collect_listed(self, inflight: list[str]) -> int:
         cfg = self.config
         prefix = results_prefix(cfg.prefix, self.session_id)
         wanted = set(inflight)
@@ -1137,6 +1233,8 @@ class Plan(Executor):
                 tid = obj["Key"][len(prefix):].removesuffix(".msgpack")
                 if tid in wanted:
                     ready.append(tid)
+        with self._lock:
+            ready = [t for t in ready if t in self._inflight]
         if ready:
             list(self._io.map(self._fetch_result, ready))
         return len(ready)
@@ -1166,6 +1264,12 @@ class Plan(Executor):
                 self._settle(task.futures, [err] * n, running=n)
                 return
         worker = str(env.get("worker", "?")).rsplit("/", 1)[-1]
+        if task.group is not None and outcomes:
+            measured = sum(o.seconds for o in outcomes) / len(outcomes)
+            with self._lock:
+                old = task.group.item_seconds
+                task.group.item_seconds = (measured if old is None
+                                           else 0.7 * old + 0.3 * measured)
         settled: list[tuple[Future, bool, Any]] = []
         for future, outcome in zip(task.futures, outcomes, strict=True):
             if outcome.ok:
@@ -1228,10 +1332,16 @@ class Plan(Executor):
 
     def _fail_outstanding(self, exc: BaseException) -> None:
         with self._lock:
-            tasks = list(self._pending) + list(self._inflight.values())
+            tasks = list(self._inflight.values())
+            if self._pending:
+                tasks.append(_Task("", "", None, [f for f, _, _ in self._pending], None))
+            for item in self._pending:
+                item[2].remaining -= 1
             self._pending.clear()
+            self._pending_bytes = 0
             self._inflight.clear()
             self._counters.items_pending = self._counters.items_running = 0
+            self._wake.notify_all()
         for task in tasks:
             for f in task.futures:
                 if f.done():

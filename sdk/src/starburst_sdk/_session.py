@@ -54,19 +54,22 @@ def results_prefix(prefix: str, session: str) -> str:
 
 @dataclass(frozen=True)
 class SessionQueues:
+    """The task queue, its dead-letter queue, and the queue on which workers
+    announce each result they wrote (so the client need not poll S3)."""
+
     url: str
     dlq_url: str
+    done_url: str = ""
 
     @classmethod
     def create(cls, sqs: Any, name: str, *, max_attempts: int, visibility: int,
                tags: dict[str, str]) -> SessionQueues:
-        """Create the queue and its dead-letter queue (idempotent)."""
-        retention = str(4 * 24 * 3600)
-        dlq_url = sqs.create_queue(
-            QueueName=f"{name}-dlq",
-            Attributes={"MessageRetentionPeriod": retention},
-            tags=tags,
-        )["QueueUrl"]
+        """Create the three queues (idempotent)."""
+        retention = {"MessageRetentionPeriod": str(4 * 24 * 3600)}
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes=retention,
+                                   tags=tags)["QueueUrl"]
+        done_url = sqs.create_queue(QueueName=f"{name}-done", Attributes=retention,
+                                    tags=tags)["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(
             QueueUrl=dlq_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
@@ -74,14 +77,28 @@ class SessionQueues:
             QueueName=name,
             Attributes={
                 "VisibilityTimeout": str(visibility),
-                "MessageRetentionPeriod": retention,
+                **retention,
                 "RedrivePolicy": json.dumps(
                     {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_attempts)}
                 ),
             },
             tags=tags,
         )["QueueUrl"]
-        return cls(url, dlq_url)
+        return cls(url, dlq_url, done_url)
+
+    @classmethod
+    def find(cls, sqs: Any, name: str) -> SessionQueues:
+        """An existing session's queues; raises when the task queue is gone."""
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        dlq_url = sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"]
+        try:
+            done_url = sqs.get_queue_url(QueueName=f"{name}-done")["QueueUrl"]
+        except Exception:
+            done_url = ""
+        return cls(url, dlq_url, done_url)
+
+    def urls(self) -> list[str]:
+        return [u for u in (self.url, self.dlq_url, self.done_url) if u]
 
     def send(self, sqs: Any, task_ids: list[str]) -> list[str]:
         """Send task ids in batches of ten. -> ids that failed to send."""
@@ -96,7 +113,7 @@ class SessionQueues:
         return failed
 
     def delete(self, sqs: Any) -> None:
-        for url in (self.url, self.dlq_url):
+        for url in self.urls():
             try:
                 sqs.delete_queue(QueueUrl=url)
             except Exception as exc:

@@ -4,7 +4,7 @@
                                                            ▼
     main thread                                    run the items
                                                            │
-    upload thread                    PUT result ◀──────────┘ ──▶ delete message
+    upload thread                    PUT result ◀──────────┘ ──▶ announce ──▶ delete message
     heartbeat thread  keeps every held message invisible while it is held
 
 The main thread runs the user's code (so that a per-item timeout can use
@@ -65,6 +65,7 @@ class Settings:
     prefix: str
     session: str
     queue_url: str
+    done_queue_url: str
     region: str | None
     idle_timeout: float
     max_tasks: int
@@ -86,6 +87,7 @@ class Settings:
             prefix=env.get("STARBURST_PREFIX", ""),
             session=env["STARBURST_SESSION"],
             queue_url=env["STARBURST_QUEUE_URL"],
+            done_queue_url=env.get("STARBURST_DONE_QUEUE_URL", ""),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
             idle_timeout=float(env.get("STARBURST_IDLE_TIMEOUT", "60")),
             max_tasks=int(env.get("STARBURST_MAX_TASKS", "0")),
@@ -324,6 +326,7 @@ class Worker:
             self.s3.put_object(
                 Bucket=self.s.bucket,
                 Key=result_key(self.s.prefix, self.s.session, held.task_id), Body=body)
+            self._announce(held.task_id)
             self.sqs.delete_message(QueueUrl=self.s.queue_url,
                                     ReceiptHandle=held.receipt)
         except Exception as exc:
@@ -335,6 +338,16 @@ class Worker:
             self._held.pop(held.receipt, None)
         self.tasks_done += 1
         print(summary, flush=True)
+
+    def _announce(self, task_id: str) -> None:
+        """Tell the client a result is there; it also lists now and then, so a
+        lost announcement only delays the result."""
+        if not self.s.done_queue_url:
+            return
+        try:
+            self.sqs.send_message(QueueUrl=self.s.done_queue_url, MessageBody=task_id)
+        except Exception as exc:
+            log.warning("could not announce the result of task %s: %s", task_id, exc)
 
     def _finish_uploads(self) -> None:
         """Let the results already computed reach S3 (Fargate allows 30 s)."""
