@@ -116,7 +116,7 @@ def is_running(state: CloudState | None) -> bool:
 # -- the runner process -----------------------------------------------------------------
 def start_runner(port: int, state_dir: Path, env: dict[str, str], *, quota_on_demand:
                  float, quota_spot: float, cold_start: float, stop_grace: float,
-                 timeout: float = 60.0) -> dict[str, Any]:
+                 timeout: float = 60.0, docker_host: str = "") -> dict[str, Any]:
     if procs.port_in_use(port):
         raise LocalCloudError(f"port {port} on 127.0.0.1 is taken; stop what uses it or "
                               "pick another with --runner-port")
@@ -125,6 +125,8 @@ def start_runner(port: int, state_dir: Path, env: dict[str, str], *, quota_on_de
            "--state-dir", str(state_dir / "runner"),
            "--quota-on-demand", str(quota_on_demand), "--quota-spot", str(quota_spot),
            "--cold-start", str(cold_start), "--stop-grace", str(stop_grace)]
+    if docker_host:
+        cmd += ["--docker-host", docker_host]
     rec = procs.spawn(cmd, {**os.environ, **env}, log_path)
     try:
         procs.wait_http(f"http://127.0.0.1:{port}/_starburst/health", rec,
@@ -144,10 +146,14 @@ def up(state_dir: str | os.PathLike[str] | None = None, *, ls_port: int = DEFAUL
        runner_port: int = DEFAULT_RUNNER_PORT, deployment: str = "default",
        region: str = "us-east-1", quota_on_demand: float = 16.0, quota_spot: float = 16.0,
        cold_start: float = 0.0, stop_grace: float = 10.0,
-       provision: bool = True) -> CloudState:
+       provision: bool = True, docker_host: str | None = None,
+       registry: str | None = None) -> CloudState:
     """Start LocalStack and the runner (port 0 = a free one) and provision ``deployment``.
 
-    If this state dir's cloud already runs, it is only re-provisioned.
+    If this state dir's cloud already runs, it is only re-provisioned. With
+    ``docker_host`` the runner starts in container mode; with ``registry``
+    (``127.0.0.1:port``) the deployment's ECR repository is that registry's, and
+    its ``worker_image`` is left empty so that ``Plan`` builds (or finds) the image.
     """
     sdir = resolve_state_dir(state_dir)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -160,19 +166,46 @@ def up(state_dir: str | os.PathLike[str] | None = None, *, ls_port: int = DEFAUL
         state = _start(sdir, ls_port or procs.free_port(),
                        runner_port or procs.free_port(), deployment, region,
                        dict(quota_on_demand=quota_on_demand, quota_spot=quota_spot,
-                            cold_start=cold_start, stop_grace=stop_grace))
+                            cold_start=cold_start, stop_grace=stop_grace),
+                       docker_host=docker_host or "")
     if provision:
         from .provision import provision as apply_terraform
 
         state.config = apply_terraform(
             state.env, deployment, sdir / "terraform",
             variables={"worker_image": LOCAL_WORKER_IMAGE})
+        if registry:
+            state.config = use_registry(state.env, state.config, registry, deployment)
         _write_state(state)
     return state
 
 
+def use_registry(env: dict[str, str], config: dict[str, Any], registry: str,
+                 deployment: str) -> dict[str, Any]:
+    """Write ``deployment``'s config document as ``config`` with its ECR repository in
+    ``registry`` (the local stand-in for ECR's registry) and no fixed worker image.
+
+    moto's ECR serves the API (GetAuthorizationToken answers a fake token) but no
+    registry; the repository URL is where images are pushed and pulled.
+    """
+    import boto3
+
+    from starburst_sdk._config import parameter_name
+
+    repo = config["ecr_repository_url"].rsplit("/", 1)[-1]
+    doc = {**config, "deployment": deployment, "worker_image": "",
+           "ecr_repository_url": f"{registry}/{repo}"}
+    ssm = boto3.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL_SSM"],
+                       region_name=env["AWS_DEFAULT_REGION"],
+                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    ssm.put_parameter(Name=parameter_name(deployment),
+                      Value=json.dumps(doc), Type="String", Overwrite=True)
+    return doc
+
+
 def _start(sdir: Path, ls_port: int, runner_port: int, deployment: str, region: str,
-           runner_opts: dict[str, float]) -> CloudState:
+           runner_opts: dict[str, float], docker_host: str = "") -> CloudState:
     if ls_port == runner_port:
         raise LocalCloudError(f"LocalStack and the runner cannot share port {ls_port}")
     ls = start_localstack(ls_port, sdir)
@@ -182,7 +215,7 @@ def _start(sdir: Path, ls_port: int, runner_port: int, deployment: str, region: 
     try:
         state.runner = start_runner(runner_port, sdir,
                                     cloud_env(ls_port, runner_port, region, deployment),
-                                    **runner_opts)
+                                    docker_host=docker_host, **runner_opts)
         state.runner["stop_grace"] = runner_opts["stop_grace"]
     except Exception:
         stop_localstack(ls)
@@ -261,13 +294,15 @@ class LocalCloud:
                  deployment: str = "default", region: str = "us-east-1",
                  quota: float = 16.0, spot_quota: float | None = None,
                  cold_start: float = 0.0, stop_grace: float = 10.0,
-                 provision: bool = True) -> None:
+                 provision: bool = True, docker_host: str | None = None,
+                 registry: str | None = None) -> None:
         self.state_dir = resolve_state_dir(state_dir)
         self._opts = dict(ls_port=ls_port, runner_port=runner_port, deployment=deployment,
                           region=region, quota_on_demand=quota,
                           quota_spot=quota if spot_quota is None else spot_quota,
                           cold_start=cold_start, stop_grace=stop_grace,
-                          provision=provision)
+                          provision=provision, docker_host=docker_host,
+                          registry=registry)
         self.state: CloudState | None = None
 
     def start(self) -> LocalCloud:
@@ -322,6 +357,18 @@ class LocalCloud:
 
     def clear_faults(self) -> None:
         runner_call(self.runner_url, "DELETE", "faults")
+
+    def use_containers(self, docker_host: str, registry: str,
+                       deployment: str = "containers") -> dict[str, Any]:
+        """Turn the running runner's container mode on (tasks whose image is in a
+        registry run as ``docker run`` on ``docker_host``) and write a
+        ``deployment`` whose ECR repository is ``registry``; returns its config.
+
+        The cloud's own deployment and its process-mode tasks are unchanged.
+        """
+        runner_call(self.runner_url, "PUT", "containers", {"docker_host": docker_host})
+        state = self._state()
+        return use_registry(state.env, state.config, registry, deployment)
 
     def set_quotas(self, on_demand: float | None = None, spot: float | None = None) -> None:
         body = {k: v for k, v in (("on_demand", on_demand), ("spot", spot)) if v is not None}

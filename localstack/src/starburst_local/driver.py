@@ -14,6 +14,16 @@ interruption: SIGTERM, SIGKILL after the grace) and kill faults. On exit:
 DEPROVISIONING (``stoppingAt``, ``executionStoppedAt``, container ``exitCode``,
 ``reason``) -> STOPPED (``stoppedAt``, ``stopCode``, ``stoppedReason``).
 
+Container mode (``Driver(docker_host=...)``): instead of a local process, a task whose
+image names a registry (``127.0.0.1:5001/repo@sha256:...``; a bare name such as the
+local cloud's process-mode placeholder still runs as a process) runs as ``docker run --network host`` of the task definition's image (pulled from
+the local registry while the task is PENDING; a failed pull stops the task with
+``CannotPullContainerError``), with the task's environment and overrides, the task's
+memory as ``--memory`` and its CPU as ``--cpus``. The engine enforces the memory:
+an out-of-memory kill (exit 137, ``OOMKilled``) is reported exactly as in process
+mode. StopTask and faults signal the container through the engine. Process mode
+stays the default.
+
 All times are real datetimes set on moto's own task objects, which moto's serializer
 reads by attribute name, so DescribeTasks shows them.
 """
@@ -81,6 +91,9 @@ class LocalTask:
     kill_deadline: float | None = None
     exit_override: int | None = None
     container_reason: str | None = None
+    image: str = ""  # set only when the task runs as a container
+    pull: threading.Thread | None = None
+    pull_error: str | None = None
     faults: list[tuple[float, Fault]] = field(default_factory=list)
 
     def metadata(self, runner_url: str) -> dict[str, Any]:
@@ -182,7 +195,7 @@ class Driver:
     def __init__(self, state_dir: Path, runner_url: str = "", *, cold_start: float = 0.0,
                  stop_grace: float = 10.0, poll: float = 0.1,
                  extra_env: dict[str, str] | None = None,
-                 ship_logs: bool = True) -> None:
+                 ship_logs: bool = True, docker_host: str | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.tasks_dir = self.state_dir / "tasks"
         self.runner_url = runner_url
@@ -190,6 +203,8 @@ class Driver:
         self.stop_grace = stop_grace
         self.poll = poll
         self.extra_env = dict(extra_env or {})
+        #: Container mode when set: the engine's ``DOCKER_HOST`` (``unix://...``).
+        self.docker_host = docker_host or None
         self.faults = FaultBook()
         self.shipper = LogShipper() if ship_logs else None
         self._tasks: dict[str, LocalTask] = {}
@@ -285,7 +300,9 @@ class Driver:
             revision=taskdef.revision, container_name=name, container_def=cdef,
             memory_mib=memory, cpu_units=cpu,
             env=self._environment(task, cdef, override),
-            command=self._command(cdef, override),
+            command=(self._container_command(cdef, override)
+                     if self._in_container(cdef) else self._command(cdef, override)),
+            image=str(cdef.get("image") or "") if self._in_container(cdef) else "",
             stop_grace=float(cdef.get("stopTimeout") or self.stop_grace),
         )
         with self._lock:
@@ -308,7 +325,8 @@ class Driver:
     # -- environment and command -------------------------------------------------
     def _environment(self, task: Any, cdef: dict[str, Any],
                      override: dict[str, Any]) -> dict[str, str]:
-        env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        env = {} if self._in_container(cdef) else {
+            k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
         env.update(self.extra_env)
         for pair in (cdef.get("environment") or []) + (override.get("environment") or []):
@@ -329,6 +347,13 @@ class Driver:
                 "python3."):
             argv[0] = sys.executable
         return argv
+
+    @staticmethod
+    def _container_command(cdef: dict[str, Any], override: dict[str, Any]) -> list[str]:
+        """``[entrypoint or ""] + args``: what follows the image in ``docker run``."""
+        command = list(override.get("command") or cdef.get("command") or [])
+        entry = list(cdef.get("entryPoint") or [])
+        return [entry[0], *entry[1:], *command] if entry else ["", *command]
 
     # -- the driver thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -360,16 +385,21 @@ class Driver:
             self._finish(lt, None)
 
     def _launch(self, lt: LocalTask) -> None:
+        if lt.image and not self._pulled(lt):
+            return None
         fault = self.faults.take_start_failure()
         if fault is not None:
             return self._fail_start(lt, fault.reason)
         lt.log_path = self.tasks_dir / f"{lt.id}.log"
         cwd = self.tasks_dir / lt.id
         cwd.mkdir(parents=True, exist_ok=True)
+        argv, env = lt.command, lt.env
+        if lt.image:
+            argv, env = self._docker_run(lt, cwd), self._docker_env()
         try:
             with open(lt.log_path, "ab") as out:
                 lt.proc = subprocess.Popen(
-                    lt.command, env=lt.env, cwd=cwd, stdin=subprocess.DEVNULL,
+                    argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
                 )
@@ -413,6 +443,8 @@ class Driver:
         if lt.kill_deadline is not None and now >= lt.kill_deadline:
             self._kill_tree(lt)
             lt.kill_deadline = float("inf")
+        elif lt.image:
+            return None  # the engine enforces --memory; _exited reads OOMKilled
         elif lt.memory_mib and self._rss(lt) > lt.memory_mib * 1024 * 1024:
             log.info("task %s exceeded %d MiB: killing it", lt.id, lt.memory_mib)
             lt.exit_override, lt.container_reason = 137, OOM_REASON
@@ -433,7 +465,9 @@ class Driver:
         lt.phase = lt.task.last_status = "STOPPING" if lt.phase == "RUNNING" else lt.phase
         lt.task.stopping_at = _now()
         lt.kill_deadline = time.monotonic() + grace
-        if lt.proc is not None:
+        if lt.proc is not None and lt.image:
+            self._docker("kill", "--signal", "TERM", self._container_name(lt))
+        elif lt.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 lt.proc.send_signal(signal.SIGTERM)
 
@@ -454,6 +488,11 @@ class Driver:
         return total
 
     def _kill_tree(self, lt: LocalTask) -> None:
+        if lt.image and lt.proc is not None:
+            # The attached `docker run` exits once the container is dead.
+            done = self._docker("kill", "--signal", "KILL", self._container_name(lt))
+            if done.returncode == 0:
+                return
         procs = self._tree(lt)
         if lt.proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -464,6 +503,8 @@ class Driver:
 
     def _exited(self, lt: LocalTask, code: int) -> None:
         t = lt.task
+        if lt.image:
+            code = self._container_exit(lt, code)
         exit_code = lt.exit_override if lt.exit_override is not None else (
             128 - code if code < 0 else code)
         now = _now()
@@ -500,3 +541,86 @@ class Driver:
             container.last_status = "STOPPED"
         lt.phase = t.last_status = "STOPPED"
         lt.kill_deadline = None
+
+    # -- container mode ---------------------------------------------------------------
+    def _in_container(self, cdef: dict[str, Any]) -> bool:
+        """Container mode, and the image names a registry host."""
+        first, _, rest = str(cdef.get("image") or "").partition("/")
+        return bool(self.docker_host and rest and (
+            "." in first or ":" in first or first == "localhost"))
+
+    def _docker_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env["DOCKER_HOST"] = self.docker_host or ""
+        return env
+
+    def _docker(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(["docker", *args], env=self._docker_env(),
+                                  capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return subprocess.CompletedProcess(args, 1, "", str(exc))
+
+    @staticmethod
+    def _container_name(lt: LocalTask) -> str:
+        return f"starburst-task-{lt.id}"
+
+    def _pulled(self, lt: LocalTask) -> bool:
+        """Start pulling the image in the background; True once it is here.
+
+        A failed pull stops the task as Fargate does (TaskFailedToStart)."""
+        if lt.pull is None:
+            def pull() -> None:
+                if not lt.image:
+                    lt.pull_error = "the container definition has no image"
+                    return
+                if self._docker("image", "inspect", lt.image).returncode == 0:
+                    return
+                done = self._docker("pull", "--quiet", lt.image, timeout=600)
+                if done.returncode != 0:
+                    lt.pull_error = (done.stderr or done.stdout).strip()[-500:]
+
+            lt.pull = threading.Thread(target=pull, daemon=True,
+                                       name=f"starburst-pull-{lt.id}")
+            lt.pull.start()
+            return False
+        if lt.pull.is_alive():
+            return False
+        if lt.pull_error is not None:
+            self._fail_start(lt, "CannotPullContainerError: pull image manifest has "
+                             f"failed: {lt.image}: {lt.pull_error}")
+            return False
+        return True
+
+    def _docker_run(self, lt: LocalTask, cwd: Path) -> list[str]:
+        """``docker run`` of the task's image with its environment and limits."""
+        env_file = cwd / "env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in lt.env.items()
+                                    if "\n" not in v))
+        argv = ["docker", "run", "--name", self._container_name(lt), "--network", "host",
+                "--env-file", str(env_file),
+                "--label", f"dev.starburst.local.task={lt.arn}"]
+        if lt.memory_mib:
+            argv += ["--memory", f"{lt.memory_mib}m", "--memory-swap",
+                     f"{lt.memory_mib}m"]
+        if lt.cpu_units:
+            argv += ["--cpus", f"{lt.cpu_units / 1024:g}"]
+        entry, *args = lt.command or [""]
+        if entry:
+            argv += ["--entrypoint", entry]
+        return [*argv, lt.image, *args]
+
+    def _container_exit(self, lt: LocalTask, code: int) -> int:
+        """The container's own exit code (and OOM kill), then remove it."""
+        name = self._container_name(lt)
+        done = self._docker("inspect", "--format",
+                            "{{.State.ExitCode}} {{.State.OOMKilled}}", name)
+        if done.returncode == 0:
+            exit_text, oom = done.stdout.split()
+            code = int(exit_text)
+            if oom == "true" and lt.exit_override is None:
+                lt.exit_override, lt.container_reason = 137, OOM_REASON
+        elif code == 125 and lt.exit_override is None:  # the engine could not start it
+            lt.container_reason = "CannotStartContainerError: see the task's log"
+        self._docker("rm", "--force", name)
+        return code

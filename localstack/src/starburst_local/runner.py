@@ -6,7 +6,8 @@
 - ``/_starburst/...``: the runner's own API: ``health``, ``tasks``,
   ``metadata/<task id>[/task]`` (each task's ``ECS_CONTAINER_METADATA_URI_V4``),
   ``faults`` (GET / POST / DELETE, see :mod:`starburst_local.faults`), ``quotas``
-  (GET / PUT ``{"on_demand": 16, "spot": 16}``);
+  (GET / PUT ``{"on_demand": 16, "spot": 16}``), ``containers`` (GET / PUT
+  ``{"docker_host": "unix://..."}``: container mode on or, with ``""``, off);
 - Service Quotas requests for ServiceCode ``fargate`` (see :mod:`.quotas`);
 - everything else: moto's server app, with ``MOTO_ACCOUNT_ID=000000000000``.
 
@@ -53,6 +54,8 @@ class RunnerConfig:
     region: str = "us-east-1"
     ship_logs: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Container mode: run each task with ``docker run`` on this engine.
+    docker_host: str = ""
 
 
 def _json_response(start_response: Any, status: int, body: Any,
@@ -123,6 +126,11 @@ class RunnerApp:
             return 200, lt.container_metadata()
         if head == "faults":
             return self._faults(method, environ)
+        if head == "containers":
+            if method == "PUT":
+                doc = json.loads(_read_body(environ) or b"{}")
+                self.driver.docker_host = str(doc.get("docker_host") or "") or None
+            return 200, {"docker_host": self.driver.docker_host}
         if head == "quotas":
             if method == "PUT":
                 doc = json.loads(_read_body(environ) or b"{}")
@@ -161,7 +169,8 @@ class Runner:
         self.quotas = quota_api.Quotas(config.quota_on_demand, config.quota_spot)
         self.driver = Driver(Path(config.state_dir), cold_start=config.cold_start,
                              stop_grace=config.stop_grace, extra_env=config.extra_env,
-                             ship_logs=config.ship_logs)
+                             ship_logs=config.ship_logs,
+                             docker_host=config.docker_host or None)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -238,11 +247,16 @@ def parse_args(argv: list[str] | None = None) -> RunnerConfig:
                    help="seconds between SIGTERM and SIGKILL on StopTask")
     p.add_argument("--no-ship-logs", action="store_true",
                    help="do not send task output to CloudWatch Logs")
+    p.add_argument("--docker-host", default=os.environ.get(
+        "STARBURST_LOCAL_DOCKER_HOST", ""),
+                   help="container mode: run tasks as containers on this Docker "
+                   "engine (unix://...) instead of local processes")
     a = p.parse_args(argv)
     return RunnerConfig(state_dir=a.state_dir, host=a.host, port=a.port,
                         quota_on_demand=a.quota_on_demand, quota_spot=a.quota_spot,
                         cold_start=a.cold_start, stop_grace=a.stop_grace,
-                        region=a.region, ship_logs=not a.no_ship_logs)
+                        region=a.region, ship_logs=not a.no_ship_logs,
+                        docker_host=a.docker_host)
 
 
 def main(argv: list[str] | None = None) -> int:
