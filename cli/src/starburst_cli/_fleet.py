@@ -228,7 +228,9 @@ class Fleet:
 
     def queue_session(self, name: str) -> str | None:
         """The session a queue belongs to, from its name, or None."""
-        rest = name.removeprefix(f"{self.config.queue_prefix}-").removesuffix("-dlq")
+        rest = name.removeprefix(f"{self.config.queue_prefix}-")
+        for suffix in ("-dlq", "-done"):
+            rest = rest.removesuffix(suffix)
         return rest if rest != name and SESSION_ID.match(rest) else None
 
 

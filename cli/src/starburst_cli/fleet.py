@@ -396,7 +396,8 @@ def cancel(
 def _delete_queues(fleet: Fleet, session: str) -> list[str]:
     sqs = fleet.clients.sqs
     deleted = []
-    for name in (fleet.queue_name(session), f"{fleet.queue_name(session)}-dlq"):
+    base = fleet.queue_name(session)
+    for name in (base, f"{base}-dlq", f"{base}-done"):
         try:
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         except Exception as exc:
