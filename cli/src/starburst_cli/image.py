@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import AsJson, Deployment, errors, print_json, table
+from ._output import AsJson, Deployment, errors, print_json
 
 app = typer.Typer(help="Worker images: build (only when missing) and list.",
                   no_args_is_help=True)
@@ -67,19 +67,19 @@ def list_(deployment: Deployment = "default", as_json: AsJson = False) -> None:
         images = list_images(deployment=deployment)
     if as_json:
         print_json([{"tag": i.tag, "digest": i.digest, "builder": i.builder,
-                     "created": i.created, "inputs": i.inputs} for i in images])
+                     "created": i.created, "size": i.size, "inputs": i.inputs}
+                    for i in images])
         return
     if not images:
         typer.echo("no worker images in this deployment's repository")
         return
-    rows = []
     for i in images:
         env = i.inputs.get("environment", {})
         source = ", ".join(env.get("files", {})) or (
             f"{len(env.get('distributions', []))} installed distributions")
         worker = i.inputs.get("worker", {})
-        rows.append((i.tag, i.created, i.builder, i.inputs.get("python"),
-                     i.inputs.get("arch"), f"{env.get('kind')}: {source}",
-                     worker.get("version"), i.inputs.get("base"), i.digest[:19]))
-    table(("TAG", "CREATED", "BUILDER", "PYTHON", "ARCH", "ENVIRONMENT", "WORKER",
-           "BASE", "DIGEST"), rows)
+        typer.echo(f"{i.tag}  built {i.created} with {i.builder}  "
+                   f"{i.size / 1e6:.0f} MB  {i.digest}")
+        typer.echo(f"  environment  {env.get('kind')}: {source}")
+        typer.echo(f"  python {i.inputs.get('python')}  arch {i.inputs.get('arch')}  "
+                   f"worker {worker.get('version')}  base {i.inputs.get('base')}")

@@ -24,9 +24,14 @@ Docker engine is needed.
 Both builders run one install script (:mod:`._image_install`) with one pip on
 the same wheels for the same target, so their images hold the same files under
 ``/opt/starburst/site-packages`` and run the same. Registry access (the tag
-check, the engine-less push, ``list_images``) goes through the ``oras`` OCI
-client with ECR's credentials (GetAuthorizationToken, ``user:password`` in
-base64); a registry on a loopback address is spoken to over plain HTTP, as
+check, the engine-less pull of the base and push of the image, ``list_images``)
+goes through ``oras`` (oras-py, the ORAS project's OCI client: its
+``get_manifest``, ``get_blob``/``download_blob``, ``upload_blob``,
+``upload_manifest`` and ``get_tags``) with ECR's credentials
+(GetAuthorizationToken, ``user:password`` in base64). oras has no call for a
+manifest's digest, so the tag check is one HEAD sent through oras's own
+authenticated request, on the URL its ``Container`` builds; no HTTP is written
+here by hand. A registry on a loopback address is spoken to over plain HTTP, as
 Docker does.
 
 The user's own modules that are imported but not installed do not go in the
@@ -95,6 +100,8 @@ _CONFIG = "application/vnd.oci.image.config.v1+json"
 _LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 _INDEXES = ("application/vnd.oci.image.index.v1+json",
             "application/vnd.docker.distribution.manifest.list.v2+json")
+_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+_ACCEPT = ", ".join([_MANIFEST, _DOCKER_MANIFEST, *_INDEXES])
 
 
 class ImageError(StarburstError):
@@ -514,10 +521,15 @@ def is_loopback(host: str) -> bool:
 
 
 class RegistryClient:
-    """One repository of an OCI registry, through the ``oras`` client.
+    """One repository of an OCI registry, spoken to through the ``oras`` client.
 
-    ``credentials`` are sent as HTTP basic auth when the registry asks (ECR);
-    ``None`` uses the registry's anonymous token flow (Docker Hub).
+    ``oras`` (the ORAS project's Python client) does the registry API: the auth
+    handshake (HTTP basic with ECR's credentials, or the anonymous token flow of
+    Docker Hub when ``credentials`` is None), manifest and blob reads, blob
+    uploads (skipped when the registry has the blob) and manifest pushes. The one
+    request it has no call for, HEAD of a manifest (a tag's digest without
+    downloading it), goes through its authenticated ``do_request`` on the URL its
+    ``Container`` builds.
     """
 
     def __init__(self, host: str, repository: str,
@@ -530,50 +542,65 @@ class RegistryClient:
                                             auth_backend=backend)
         if credentials:
             self._oras.auth.set_basic_auth(*credentials)
-        self._prefix = "http" if is_loopback(host) else "https"
 
-    def _url(self, kind: str, ref: str) -> str:
-        return f"{self._prefix}://{self.host}/v2/{self.repository}/{kind}/{ref}"
+    def _container(self, reference: str) -> Any:
+        sep = "@" if reference.startswith("sha256:") else ":"
+        return self._oras.get_container(f"{self.host}/{self.repository}{sep}{reference}")
 
-    def _request(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, with the client's failures as :class:`ImageError`."""
+        import requests
+
         try:
-            return self._oras.do_request(url, method, **kwargs)
-        except Exception as exc:
-            raise ImageError(f"the registry {self.host} did not answer {method} {url}: "
-                             f"{exc}") from None
+            return fn(*args, **kwargs)
+        except requests.ConnectionError:
+            hint = ("is the local cloud's registry running?" if is_loopback(self.host)
+                    else "check the network and the region of the ECR repository")
+            raise ImageError(f"cannot reach the container registry {self.host} "
+                             f"({what}); {hint}") from None
+        except (requests.RequestException, ValueError) as exc:
+            text = str(exc)
+            if "authentication" in text:
+                raise ImageError(
+                    f"the container registry {self.host} refused the credentials "
+                    f"({what}); the ECR authorization token comes from "
+                    "GetAuthorizationToken: check that your AWS identity may call "
+                    "ecr:GetAuthorizationToken and push to and pull from the "
+                    f"repository {self.repository}") from None
+            raise ImageError(f"{what} on {self.host}/{self.repository} failed: "
+                             f"{text}") from None
 
     def manifest_digest(self, reference: str) -> str | None:
         """The digest of ``reference`` (a tag), or None if the repository lacks it."""
-        resp = self._request(self._url("manifests", reference), "HEAD",
-                             headers={"Accept": f"{_MANIFEST}, {_INDEXES[0]}, "
-                                      "application/vnd.docker.distribution.manifest.v2"
-                                      f"+json, {_INDEXES[1]}"})
+        url = f"{self._oras.prefix}://{self._container(reference).manifest_url()}"
+        resp = self._call(f"looking up {reference}", self._oras.do_request, url, "HEAD",
+                          headers={"Accept": _ACCEPT})
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
-            raise ImageError(f"the registry {self.host} answered {resp.status_code} for "
-                             f"{self.repository}:{reference}")
+            raise ImageError(f"the container registry {self.host} answered HTTP "
+                             f"{resp.status_code} for {self.repository}:{reference}")
         digest = resp.headers.get("Docker-Content-Digest")
-        if not digest:
-            resp = self._request(self._url("manifests", reference), "GET",
-                                 headers={"Accept": _MANIFEST})
-            digest = "sha256:" + _sha256(resp.content)
-        return digest
+        if digest:
+            return digest
+        # Not every registry names the digest on HEAD: hash the manifest's bytes.
+        resp = self._call(f"reading {reference}", self._oras.do_request, url, "GET",
+                          headers={"Accept": _ACCEPT})
+        return "sha256:" + _sha256(resp.content)
 
     def manifest(self, reference: str) -> tuple[dict[str, Any], str]:
         """(manifest, its media type) of a tag or digest."""
-        accept = ", ".join([_MANIFEST, *_INDEXES,
-                            "application/vnd.docker.distribution.manifest.v2+json"])
-        resp = self._request(self._url("manifests", reference), "GET",
-                             headers={"Accept": accept})
-        if resp.status_code != 200:
-            raise ImageError(f"{self.host}/{self.repository}:{reference} not found "
-                             f"(HTTP {resp.status_code})")
-        doc = resp.json()
-        return doc, doc.get("mediaType") or resp.headers.get("Content-Type", "")
+        doc = self._call(f"reading the manifest of {reference}", self._oras.get_manifest,
+                         self._container(reference),
+                         allowed_media_type=_ACCEPT.split(", "))
+        media_type = doc.get("mediaType") or (
+            _INDEXES[0] if "manifests" in doc else _MANIFEST)
+        return doc, media_type
 
     def blob(self, digest: str) -> bytes:
-        resp = self._request(self._url("blobs", digest), "GET")
+        """A small blob (a config), checked against its digest."""
+        resp = self._call(f"reading blob {digest}", self._oras.get_blob,
+                          self._container(digest), digest)
         if resp.status_code != 200:
             raise ImageError(f"blob {digest} of {self.host}/{self.repository} not "
                              f"found (HTTP {resp.status_code})")
@@ -582,54 +609,51 @@ class RegistryClient:
         return resp.content
 
     def fetch_blob(self, digest: str, dest: Path) -> Path:
-        """The blob, cached at ``dest`` (checked against its digest)."""
+        """The blob streamed to ``dest`` (kept as a cache), checked against its digest."""
         if dest.is_file():
             return dest
-        data = self.blob(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(dest)
+        part = dest.with_suffix(".part")
+        self._call(f"downloading blob {digest}", self._oras.download_blob,
+                   self._container(digest), digest, str(part))
+        if "sha256:" + _sha256_file(part) != digest:
+            part.unlink()
+            raise ImageError(f"blob {digest} from {self.host} failed its digest check")
+        part.replace(dest)
         return dest
 
     def push_blob(self, path: Path, digest: str, media_type: str) -> None:
-        container = self._oras.get_container(f"{self.host}/{self.repository}")
+        """Upload ``path`` as blob ``digest`` (nothing is sent if the registry has it)."""
         layer = {"mediaType": media_type, "digest": digest,
                  "size": path.stat().st_size}
-        try:
-            resp = self._oras.upload_blob(str(path), container, layer)
-        except Exception as exc:
-            raise ImageError(f"pushing blob {digest} to {self.host} failed: {exc}") \
-                from None
+        resp = self._call(f"pushing blob {digest}", self._oras.upload_blob, str(path),
+                          self._container("latest"), layer)
         if resp.status_code not in (200, 201, 202):
             raise ImageError(f"pushing blob {digest} to {self.host} failed: HTTP "
                              f"{resp.status_code} {resp.text[:300]}")
 
     def push_manifest(self, manifest: dict[str, Any], tag: str) -> str:
         """Upload ``manifest`` under ``tag``; returns its digest."""
-        container = self._oras.get_container(
-            f"{self.host}/{self.repository}:{tag}")
-        try:
-            resp = self._oras.upload_manifest(manifest, container)
-        except Exception as exc:
-            raise ImageError(f"pushing the manifest to {self.host} failed: {exc}") \
-                from None
+        resp = self._call(f"pushing the manifest of {tag}", self._oras.upload_manifest,
+                          manifest, self._container(tag))
         if resp.status_code not in (200, 201):
-            raise ImageError(f"pushing the manifest to {self.host} failed: HTTP "
-                             f"{resp.status_code} {resp.text[:300]}")
-        return resp.headers.get("Docker-Content-Digest") or "sha256:" + _sha256(
-            json.dumps(manifest).encode())
+            raise ImageError(f"pushing the manifest of {tag} to {self.host} failed: "
+                             f"HTTP {resp.status_code} {resp.text[:300]}")
+        digest = resp.headers.get("Docker-Content-Digest")
+        return digest or self.manifest_digest(tag) or ""
 
     def tags(self) -> list[str]:
+        """The repository's tags; [] when the repository has none yet."""
         try:
-            return sorted(self._oras.get_tags(f"{self.host}/{self.repository}"))
-        except Exception as exc:
-            if "404" in str(exc) or "NAME_UNKNOWN" in str(exc):
+            return sorted(self._call("listing tags", self._oras.get_tags,
+                                     self._container("latest")))
+        except ImageError as exc:
+            if "404" in str(exc) or "NAME_UNKNOWN" in str(exc) or "Not Found" in str(exc):
                 return []
-            raise ImageError(f"listing the tags of {self.host}/{self.repository} "
-                             f"failed: {exc}") from None
+            raise
 
     def config_of(self, reference: str, arch: str | None = None) -> dict[str, Any]:
+        """The image config (labels, env, layers' diff ids) of a tag or digest."""
         manifest, media_type = self.manifest(reference)
         if media_type in _INDEXES or "manifests" in manifest:
             manifest = self.manifest(_pick_platform(manifest, arch or "x86_64"))[0]
@@ -642,7 +666,8 @@ def _pick_platform(index: dict[str, Any], arch: str) -> str:
         plat = entry.get("platform") or {}
         if plat.get("os") == "linux" and plat.get("architecture") == want:
             return entry["digest"]
-    raise ImageError(f"the base image has no linux/{want} variant")
+    raise ImageError(f"the base image has no linux/{want} variant; pick a base "
+                     f"image published for {want}, or another arch")
 
 
 # -- building --------------------------------------------------------------------------
@@ -664,6 +689,14 @@ class ImageResult:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _wheel_platforms(arch: str) -> list[str]:
@@ -826,9 +859,14 @@ def build_with_docker(client: Any, ctx: Path, inputs: ImageInputs, repository_ur
     except docker.errors.BuildError as exc:
         text = "".join(str(chunk.get("stream", chunk.get("error", "")))
                        for chunk in exc.build_log)
-        raise ImageError(f"docker build failed: {exc}\n{text[-3000:]}") from None
+        raise ImageError(
+            f"docker build of the worker image failed: {exc}. If the engine cannot "
+            f"pull the base image {inputs.base}, point STARBURST_BASE_IMAGE at one it "
+            "can pull, or build without the engine (STARBURST_IMAGE_BUILDER=oci). "
+            f"The build's output ends:\n{text[-3000:]}") from None
     except docker.errors.APIError as exc:
-        raise ImageError(f"docker build failed: {exc}") from None
+        raise ImageError(f"the Docker engine refused to build the worker image: {exc}"
+                         ) from None
     del logs
     with contextlib.suppress(Exception):  # the install stage, now dangling
         client.images.prune(filters={"dangling": True})
@@ -838,7 +876,10 @@ def build_with_docker(client: Any, ctx: Path, inputs: ImageInputs, repository_ur
     for line in client.images.push(repository_url, tag=inputs.tag, auth_config=auth,
                                    stream=True, decode=True):
         if "error" in line:
-            raise ImageError(f"docker push of {target} failed: {line['error']}")
+            raise ImageError(
+                f"docker push of {target} failed: {line['error']}. Check that the ECR "
+                "repository exists (terraform apply) and that your AWS identity may "
+                "push to it (ecr:InitiateLayerUpload, ecr:PutImage)")
         digest = (line.get("aux") or {}).get("Digest") or digest
     if not digest:
         raise ImageError(f"docker push of {target} reported no digest")
@@ -880,7 +921,7 @@ def _tar_layer(root: Path, out: Path) -> tuple[str, str]:
             else:
                 info.mode = 0o755
                 tar.addfile(info)
-    return "sha256:" + _sha256(out.read_bytes()), "sha256:" + raw.hexdigest()
+    return "sha256:" + _sha256_file(out), "sha256:" + raw.hexdigest()
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -910,10 +951,15 @@ def assemble_oci(ctx: Path, inputs: ImageInputs, repository_url: str,
     bhost, brepo, bref = split_reference(inputs.base)
     base = target if (bhost, brepo) == (host, repo) else RegistryClient(
         bhost, brepo, credentials if bhost == host else None)
-    manifest, media_type = base.manifest(bref)
-    if media_type in _INDEXES or "manifests" in manifest:
-        manifest = base.manifest(_pick_platform(manifest, inputs.arch))[0]
-    config = json.loads(base.blob(manifest["config"]["digest"]))
+    try:
+        manifest, media_type = base.manifest(bref)
+        if media_type in _INDEXES or "manifests" in manifest:
+            manifest = base.manifest(_pick_platform(manifest, inputs.arch))[0]
+        config = json.loads(base.blob(manifest["config"]["digest"]))
+    except ImageError as exc:
+        raise ImageError(f"the base image {inputs.base} cannot be read from its "
+                         f"registry: {exc}. Set STARBURST_BASE_IMAGE (or --base-image) "
+                         "to an image a registry you can reach holds") from None
     if config.get("architecture") not in (None, _OCI_ARCH[inputs.arch]):
         raise ImageError(f"the base image {inputs.base} is {config['architecture']}, "
                          f"not {_OCI_ARCH[inputs.arch]}")
@@ -928,9 +974,11 @@ def assemble_oci(ctx: Path, inputs: ImageInputs, repository_url: str,
             raise ImageError(f"installing the wheels failed:\n{done.stderr[-3000:]}")
         layer = Path(tmp) / "layer.tar.gz"
         layer_digest, diff_id = _tar_layer(stage, layer)
-        for desc in manifest["layers"]:
+        layers = [{"mediaType": _layer_type(d.get("mediaType")), "digest": d["digest"],
+                   "size": d["size"]} for d in manifest["layers"]]
+        for desc in layers:
             path = base.fetch_blob(desc["digest"], blobs / desc["digest"].replace(":", "/"))
-            target.push_blob(path, desc["digest"], _LAYER)
+            target.push_blob(path, desc["digest"], desc["mediaType"])
         target.push_blob(layer, layer_digest, _LAYER)
         new_config = _derive_config(config, inputs, diff_id)
         config_bytes = json.dumps(new_config, sort_keys=True,
@@ -939,8 +987,6 @@ def assemble_oci(ctx: Path, inputs: ImageInputs, repository_url: str,
         config_path.write_bytes(config_bytes)
         config_digest = "sha256:" + _sha256(config_bytes)
         target.push_blob(config_path, config_digest, _CONFIG)
-        layers = [{"mediaType": _LAYER, "digest": d["digest"], "size": d["size"]}
-                  for d in manifest["layers"]]
         layers.append({"mediaType": _LAYER, "digest": layer_digest,
                        "size": layer.stat().st_size})
         new_manifest = {
@@ -951,6 +997,17 @@ def assemble_oci(ctx: Path, inputs: ImageInputs, repository_url: str,
             "annotations": {LABEL_TAG: inputs.tag},
         }
         return target.push_manifest(new_manifest, inputs.tag)
+
+
+def _layer_type(media_type: str | None) -> str:
+    """The OCI media type of a base layer (Docker's gzip layers are OCI's)."""
+    if not media_type or media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip":
+        return _LAYER
+    if media_type.startswith("application/vnd.oci.image.layer."):
+        return media_type
+    raise ImageError(f"the base image has a layer of type {media_type}, which an "
+                     "engine-less build cannot carry over; build with a Docker engine "
+                     "or pick another base image")
 
 
 def _derive_config(base: dict[str, Any], inputs: ImageInputs,
@@ -1071,8 +1128,10 @@ def ensure_image(*, deployment: str | None = None, config: Any = None,
             digest = assemble_oci(ctx, inputs, repository_url, credentials)
         seconds["build_push"] = time.monotonic() - t1
     seconds["total"] = time.monotonic() - t0
-    log.info("pushed worker image %s@%s in %.0f s", repository_url, digest,
-             seconds["total"])
+    log.info("pushed worker image %s@%s in %.1f s (wheels %.1f s, build and push "
+             "%.1f s, %s)", repository_url, digest, seconds["total"],
+             seconds["download"], seconds["build_push"],
+             "docker" if engine is not None else "no engine")
     return ImageResult(f"{repository_url}@{digest}", inputs.tag, digest, True,
                        "docker" if engine is not None else "oci", inputs, warnings,
                        seconds)
@@ -1087,6 +1146,7 @@ class ImageInfo:
     builder: str
     created: str
     inputs: dict[str, Any]
+    size: int = 0  # bytes of its compressed layers and config, as pulled
 
 
 def list_images(*, deployment: str | None = None, config: Any = None,
@@ -1103,15 +1163,21 @@ def list_images(*, deployment: str | None = None, config: Any = None,
     registry = RegistryClient(host, repo, ecr_credentials(clients.ecr))
     found = []
     for tag in registry.tags():
-        digest = registry.manifest_digest(tag) or ""
         try:
-            cfg = registry.config_of(tag)
+            digest = registry.manifest_digest(tag) or ""
+            manifest, media_type = registry.manifest(tag)
+            if media_type in _INDEXES or "manifests" in manifest:
+                continue  # starburst pushes single-platform images only
+            cfg = json.loads(registry.blob(manifest["config"]["digest"]))
         except ImageError as exc:
             log.debug("skipping %s: %s", tag, exc)
             continue
         labels = (cfg.get("config") or {}).get("Labels") or {}
         if LABEL_INPUTS not in labels:
             continue
+        size = manifest["config"].get("size", 0) + sum(
+            layer.get("size", 0) for layer in manifest.get("layers", []))
         found.append(ImageInfo(tag, digest, labels.get(LABEL_BUILDER, "?"),
-                               cfg.get("created", ""), json.loads(labels[LABEL_INPUTS])))
+                               cfg.get("created", ""), json.loads(labels[LABEL_INPUTS]),
+                               size))
     return sorted(found, key=lambda i: i.created, reverse=True)
