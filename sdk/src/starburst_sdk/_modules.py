@@ -44,16 +44,37 @@ def is_local(module: ModuleType) -> bool:
 
 
 _registered: set[str] = set()
+#: Top-level module names already looked at, and how many modules were loaded then.
+_checked: set[str] = set()
+_loaded = 0
 
 
 def ship_local_modules(*objs: Any) -> None:
-    """Register the local modules that define ``objs`` (or their types)."""
+    """Register the local modules that define ``objs`` (or their types), and every
+    other local module imported so far.
+
+    The others matter because a shipped function reaches its neighbours by name: a
+    helper that does ``import helper2`` (or ``from helper2 import f``) pickles
+    ``helper2`` by reference unless it is registered too, and the worker cannot
+    import it. Scanning ``sys.modules`` again only when it has grown keeps this
+    cheap enough for every submit.
+    """
+    global _loaded
     for obj in objs:
         name = getattr(obj, "__module__", None) or type(obj).__module__
         if not name or name in _registered:
             continue
         top = name.split(".")[0]
         module = sys.modules.get(top) or sys.modules.get(name)
+        if module is not None and is_local(module):
+            cloudpickle.register_pickle_by_value(module)
+            _registered.add(name)
+    if len(sys.modules) == _loaded:
+        return
+    _loaded = len(sys.modules)
+    for name in [n for n in list(sys.modules) if "." not in n and n not in _checked]:
+        _checked.add(name)
+        module = sys.modules.get(name)
         if module is not None and is_local(module):
             cloudpickle.register_pickle_by_value(module)
             _registered.add(name)

@@ -1,0 +1,49 @@
+"""The user's own modules reach the worker by value, neighbours included."""
+
+import subprocess
+import sys
+import textwrap
+
+PICKLE = textwrap.dedent('''
+    import sys
+
+    import cloudpickle
+
+    from helper import describe
+    from starburst_sdk._modules import ship_local_modules
+
+    ship_local_modules(describe)
+    sys.stdout.buffer.write(cloudpickle.dumps(describe))
+''')
+
+HELPER = textwrap.dedent('''
+    import helper2
+    import mylib.units as units
+    from mylib import scale
+
+
+    def describe(x):
+        return [helper2.twice(x), scale(x, 3), units.NAME]
+''')
+
+
+def test_local_modules_and_their_local_imports_travel_by_value(tmp_path):
+    user = tmp_path / "user"
+    (user / "mylib").mkdir(parents=True)
+    (user / "helper.py").write_text(HELPER)
+    (user / "helper2.py").write_text("def twice(x):\n    return 2 * x\n")
+    (user / "mylib" / "__init__.py").write_text("from .core import scale\n")
+    (user / "mylib" / "core.py").write_text("def scale(x, k):\n    return x * k\n")
+    (user / "mylib" / "units.py").write_text('NAME = "metre"\n')
+    (user / "pickle_it.py").write_text(PICKLE)
+    blob = subprocess.run([sys.executable, "pickle_it.py"], cwd=user,
+                          capture_output=True, check=True).stdout
+    # Elsewhere, with none of the user's files importable: the worker's situation.
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", "import pickle, sys; "
+         "print(pickle.loads(sys.stdin.buffer.read())(7))"],
+        cwd=elsewhere, input=blob, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "[14, 21, 'metre']"
