@@ -1,5 +1,8 @@
 # starburst: `make demo` runs the example on the local cloud; `make test` runs
-# every test. Both install what they need first (`make install`, idempotent).
+# every test. Both install what they need first (`make install`, idempotent);
+# `make test` also installs the container tools (Debian's Docker engine, registry
+# and mmdebstrap; needs root and apt-get, fails with the reason otherwise) and
+# makes the container tests fail, not skip, if those tools are missing.
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
@@ -7,18 +10,21 @@ RUN := $(UV) run --locked
 export UV_PYTHON ?= 3.11
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: install demo test test-fast bench lint format infra infra-destroy clean
+.PHONY: install container-tools demo test test-fast bench lint format infra infra-destroy clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet 'uv>=0.5'
 	$(UV) sync --locked --all-packages
 	$(RUN) starburst-cli local install
 
+container-tools:
+	bash scripts/install-container-tools.sh
+
 demo: install
 	$(RUN) bash scripts/demo.sh
 
-test: install
-	$(RUN) pytest -q -ra
+test: install container-tools
+	STARBURST_REQUIRE_CONTAINERS=1 $(RUN) pytest -q -ra
 
 test-fast: install
 	$(RUN) pytest -q -ra -m "not cloud and not slow"
