@@ -79,8 +79,10 @@ log = logging.getLogger("starburst")
 SDK_VERSION = _worker_version
 CHUNK_BYTES = 1 << 20  # a task object carries about a megabyte at most
 CHUNK_SECONDS = 1.0  # ... and runs for about a second
-MAX_CHUNK_ITEMS = 1000
-UNMEASURED_CHUNK_ITEMS = 8  # until the first result says how long an item takes
+MAX_CHUNK_ITEMS = 10_000
+UNMEASURED_CHUNK_ITEMS = 1  # until the first result says how long an item takes
+SUBMIT_WINDOW = 0.01  # a burst of submit() calls is sent once it pauses this long,
+SUBMIT_WINDOW_MAX = 0.1  # ... or has gone on this long
 MAX_PENDING_BYTES = 256 << 20  # submit() waits while more than this is unsent
 QUEUE_DEPTH_PER_WORKER = 2  # tasks in SQS per live worker while attached
 VISIBILITY = 60  # seconds; the worker's heartbeat extends it while a task runs
@@ -117,6 +119,7 @@ class _Group:
     fn_blob: bytes | None  # map(): the function, pickled once for every item
     chunksize: int | None = None  # fixed by the caller; None sizes by measurement
     remaining: int = 0  # items of this group not yet dispatched
+    total: int = 0  # items queued since the group last had none pending
     item_seconds: float | None = None  # moving average measured on the workers
 
 
@@ -253,7 +256,9 @@ class Plan(Executor):
             to the deployment's ECR repository unless it is there already.
         chunksize: items per task object for ``map``; default sized automatically.
         max_tasks_per_worker: a worker exits after this many task objects
-            (``1`` gives each task a fresh Fargate task); ``0`` for no limit.
+            (``1`` gives each call a fresh Fargate task, e.g. for code that
+            leaks); ``0`` for no limit. With a limit, a task object carries
+            one call unless ``chunksize`` says otherwise.
         vcpu_quota: the Fargate vCPU quota to assume when the Service Quotas API
             cannot be read; default 32.
         environment: extra environment variables for the workers.
@@ -373,7 +378,14 @@ class Plan(Executor):
         self._pending: deque[_Item] = deque()
         self._pending_bytes = 0
         self._submit_groups: dict[str, _Group] = {}
+        # Seconds per item last measured for each function (by qualified
+        # name), so the next map() of it starts at full chunk size.
+        self._item_seconds: dict[str, float] = {}
         self._inflight: dict[str, _Task] = {}
+        # Tasks whose result was announced and is being fetched: they no
+        # longer hold a worker, so they leave room for the next dispatch.
+        self._announced: set[str] = set()
+        self._last_enqueue = self._burst_start = 0.0
         self._ids = itertools.count(1)
         self._counters = _Counters()
         self._shutdown = False
@@ -403,8 +415,9 @@ class Plan(Executor):
         group = self._submit_groups.get(name)
         if group is None:
             group = self._submit_groups.setdefault(
-                name, _Group(name, None, self._settings.chunksize))
-        self._enqueue([(future, blob, group)])
+                name, _Group(name, None, self._settings.chunksize,
+                             item_seconds=self._item_seconds.get(name)))
+        self._enqueue([(future, blob, group)], burst=True)
         return future
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
@@ -419,8 +432,9 @@ class Plan(Executor):
         if chunksize is not None:
             _check_int("chunksize", chunksize, 1, 1_000_000)
         fn_blob = _pickle_call(fn, fn)
-        group = _Group(envelope.qualified_name(fn), fn_blob,
-                       chunksize or self._settings.chunksize)
+        name = envelope.qualified_name(fn)
+        group = _Group(name, fn_blob, chunksize or self._settings.chunksize,
+                       item_seconds=self._item_seconds.get(name))
         items: list[_Item] = [(Future(), _pickle_call((args, {}), fn), group)
                               for args in zip(*iterables, strict=False)]
         futures = [item[0] for item in items]
@@ -556,7 +570,7 @@ class Plan(Executor):
             n_tasks, float(seconds_per_task), workers=s.workers, vcpu=s.size.vcpu,
             memory_gb=s.size.memory_gb, region=s.region, arch=s.arch, spot=s.spot,
             chunksize=chunksize or s.chunksize or self._chunk_items(
-                _Group("", None, remaining=n_tasks,
+                _Group("", None, remaining=n_tasks, total=n_tasks,
                        item_seconds=float(seconds_per_task))),
             cold_start=cold_start, max_tasks_per_worker=s.max_tasks_per_worker,
             vcpu_quota=s.vcpu_quota, idle_tail=s.idle_timeout if s.detach else 0.0,
@@ -628,7 +642,10 @@ class Plan(Executor):
 
     # -- submission ---------------------------------------------------------
 
-    def _enqueue(self, items: list[_Item]) -> None:
+    def _enqueue(self, items: list[_Item], burst: bool = False) -> None:
+        """Queue items in memory. ``burst``: one ``submit``; the engine waits
+        for a burst of them to pause (``SUBMIT_WINDOW``) and sends it as a
+        few chunks instead of one task object per call."""
         with self._wake:
             for start in range(0, len(items), 1000):
                 # Back-pressure: a caller producing work faster than it can be
@@ -637,14 +654,21 @@ class Plan(Executor):
                        and self._broken is None and not self._shutdown):
                     self._wake.wait(0.1)
                 self._check_accepting_locked()
+                was_idle = not self._pending
                 for item in items[start:start + 1000]:
                     self._pending.append(item)
                     item[2].remaining += 1
+                    item[2].total += 1
                     self._pending_bytes += len(item[1])
                 self._counters.items_pending += len(items[start:start + 1000])
+                if burst:
+                    self._last_enqueue = time.monotonic()
+                    if was_idle:
+                        self._burst_start = self._last_enqueue
                 if self._engine is None:
                     self._start_threads()
-                self._wake.notify_all()
+                if was_idle or not burst:  # the engine sees a burst on its own
+                    self._wake.notify_all()
 
     def _check_accepting_locked(self) -> None:
         if self._broken is not None:
@@ -657,13 +681,19 @@ class Plan(Executor):
     def _chunk_items(self, group: _Group) -> int:
         """How many of the group's items go into the next task object.
 
-        About a second of work, measured on the workers (a few items until the
-        first result tells), and never so many that the last chunks leave
-        workers idle: at least two chunks per worker while items remain.
+        The group's whole size (a ``map`` call, or a burst of ``submit``
+        calls) in equal chunks, two per worker of the plan, so that large
+        work travels in few objects and ends on every worker at about the
+        same time; but no more than about a second of work as measured on
+        the workers (one item per task object until the first result tells),
+        so that the tail stays short when items are slow.
         """
         if group.chunksize:
             return group.chunksize
-        spread = math.ceil(group.remaining / (QUEUE_DEPTH_PER_WORKER * self._settings.workers))
+        if self._settings.max_tasks_per_worker:
+            return 1  # the limit counts calls: one per task object
+        spread = math.ceil(max(group.total, group.remaining)
+                           / (QUEUE_DEPTH_PER_WORKER * self._settings.workers))
         if group.item_seconds is None:
             by_time = UNMEASURED_CHUNK_ITEMS
         else:
@@ -691,6 +721,8 @@ class Plan(Executor):
     def _drop_pending_locked(self, item: _Item) -> None:
         self._counters.items_pending -= 1
         item[2].remaining -= 1
+        if not item[2].remaining:
+            item[2].total = 0  # the next burst of submit() calls is sized anew
         self._pending_bytes -= len(item[1])
 
     # -- engine thread ------------------------------------------------------
@@ -704,7 +736,7 @@ class Plan(Executor):
                     if self._shutdown and not self._pending and (
                             not self._inflight or self._may_detach_locked()):
                         break
-                    self._wake.wait(TICK)
+                    self._wake.wait(self._engine_wait_locked())
                 now = time.monotonic()
                 self._launch()
                 self._dispatch()
@@ -908,11 +940,19 @@ class Plan(Executor):
         (or sending everything, for a detached plan)."""
         assert self._queues is not None
         with self._lock:
+            if self._burst_wait_locked() > 0:
+                return  # submit() calls are still coming: send them as one burst
             if self._settings.detach:
                 room = len(self._pending)
             else:
                 depth = QUEUE_DEPTH_PER_WORKER * max(1, len(self.registry.alive()))
                 room = depth - len(self._inflight)
+                head = self._pending[0][2] if self._pending else None
+                if head is None or head.item_seconds is not None or head.chunksize:
+                    # Announced results free their room before they are
+                    # fetched, except while the next group waits for its
+                    # first measurement, which a fetch brings.
+                    room += len(self._announced)
             batch: list[_Task] = []
             while room > 0 and self._pending:
                 task = self._next_task_locked()
@@ -954,6 +994,18 @@ class Plan(Executor):
                 self.registry.task_ids.append(task.task_id)
                 self.registry.task_sizes.append(len(task.futures))
         self._dirty = True
+
+    def _burst_wait_locked(self) -> float:
+        """Seconds until the burst of ``submit`` calls being gathered is sent."""
+        if not self._pending or not self._last_enqueue:
+            return 0.0
+        end = min(self._last_enqueue + SUBMIT_WINDOW,
+                  self._burst_start + SUBMIT_WINDOW_MAX)
+        return max(0.0, end - time.monotonic())
+
+    def _engine_wait_locked(self) -> float:
+        wait = self._burst_wait_locked()
+        return TICK if wait <= 0 else min(TICK, wait + 0.001)
 
     def _next_task_locked(self) -> _Task | None:
         """Take the next chunk of pending items; None if all were cancelled."""
@@ -1210,15 +1262,32 @@ class Plan(Executor):
         if not messages:
             return 0
         with self._lock:
-            ready = list(dict.fromkeys(m["Body"] for m in messages
-                                       if m["Body"] in self._inflight))
-        if ready:
-            list(self._io.map(self._fetch_result, ready))
-        sqs.delete_message_batch(
-            QueueUrl=self._queues.done_url,
-            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                     for n, m in enumerate(messages)])
+            ready = [t for t in dict.fromkeys(m["Body"] for m in messages)
+                     if t in self._inflight and t not in self._announced]
+            self._announced.update(ready)
+        # Fetch and delete on the I/O pool and poll again at once: the
+        # announced tasks already count as room for the engine's next
+        # dispatch, so sending, running and fetching overlap.
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                   for n, m in enumerate(messages)]
+        try:
+            for task_id in ready:
+                self._io.submit(self._fetch_announced, task_id)
+            self._io.submit(sqs.delete_message_batch,
+                            QueueUrl=self._queues.done_url, Entries=entries)
+        except RuntimeError:  # the pool is shut down: the session is closing
+            for task_id in ready:
+                self._fetch_announced(task_id)
         return len(ready)
+
+    def _fetch_announced(self, task_id: str) -> None:
+        try:
+            self._fetch_result(task_id)
+        except Exception as exc:  # the results listing will find it again
+            log.warning("could not fetch the result of task %s: %s", task_id, exc)
+        finally:
+            with self._lock:
+                self._announced.discard(task_id)
 
     def _collect_listed(self, inflight: list[str]) -> int:
         cfg = self.config
@@ -1243,16 +1312,23 @@ class Plan(Executor):
         cfg = self.config
         key = result_key(cfg.prefix, self.session_id, task_id)
         data = self._clients.s3.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
-        with self._lock:
-            task = self._inflight.pop(task_id, None)
-            if task is None:
-                return  # already resolved: a retry wrote the same result again
-        n = len(task.futures)
+        bad: Exception | None = None
         try:
             env = envelope.unpack(data, "result")
             outcomes = envelope.result_outcomes(env)
         except Exception as exc:
-            self._settle(task.futures, [exc] * n, running=n)
+            env, outcomes, bad = {}, [], exc
+        with self._lock:
+            task = self._inflight.pop(task_id, None)
+            if task is None:
+                return  # already resolved: a retry wrote the same result again
+            if task.group is not None and outcomes:
+                # In the step that frees the task's room in the queue, so the
+                # next chunk of its group is sized from this measurement.
+                self._measure_locked(task.group, outcomes)
+        n = len(task.futures)
+        if bad is not None:
+            self._settle(task.futures, [bad] * n, running=n)
             return
         if len(outcomes) != len(task.futures):
             if len(outcomes) == 1 and not outcomes[0].ok:  # the whole task failed
@@ -1264,12 +1340,6 @@ class Plan(Executor):
                 self._settle(task.futures, [err] * n, running=n)
                 return
         worker = str(env.get("worker", "?")).rsplit("/", 1)[-1]
-        if task.group is not None and outcomes:
-            measured = sum(o.seconds for o in outcomes) / len(outcomes)
-            with self._lock:
-                old = task.group.item_seconds
-                task.group.item_seconds = (measured if old is None
-                                           else 0.7 * old + 0.3 * measured)
         settled: list[tuple[Future, bool, Any]] = []
         for future, outcome in zip(task.futures, outcomes, strict=True):
             if outcome.ok:
@@ -1294,6 +1364,13 @@ class Plan(Executor):
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _measure_locked(self, group: _Group, outcomes: list[envelope.Outcome]) -> None:
+        """Fold a task's mean seconds per item into its group's average."""
+        measured = sum(o.seconds for o in outcomes) / len(outcomes)
+        old = group.item_seconds
+        group.item_seconds = measured if old is None else 0.7 * old + 0.3 * measured
+        self._item_seconds[group.fn_name] = group.item_seconds
 
     def _drain_dlq(self) -> None:
         assert self._queues is not None
