@@ -11,7 +11,9 @@ import time
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
+from starburst_cli.main import app as cli_app
 from starburst_sdk import BudgetExceededError, Plan, _cost
 from starburst_sdk._session import Registry, registry_key
 
@@ -75,6 +77,11 @@ def test_cloud_budget_stops_launching_and_stops_workers(cloud):
     cost = plan.cost()
     assert cost <= budget * 1.05, (cost, budget)
     assert cost == _cost.session_cost(session_registry(cloud, plan.session_id)).total
+    status = CliRunner().invoke(cli_app, ["status", "--json"])
+    assert status.exit_code == 0, status.output
+    assert plan.session_id not in [s["session_id"]
+                                   for s in json.loads(status.stdout)["sessions"]]
+    assert plan.session_id not in CliRunner().invoke(cli_app, ["status"]).stdout
     print(f"budget ${budget:.6f}, cost ${cost:.6f}, {len(done)} done, "
           f"{len(failed)} failed, {elapsed:.1f} s")
 
