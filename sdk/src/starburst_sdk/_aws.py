@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import boto3
+from botocore import exceptions as bexc
 from botocore.config import Config
 
 _CONFIG = Config(
@@ -37,6 +38,17 @@ class Clients:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
 
+    def refresh(self) -> None:
+        """Start again from a new boto3 session, so credentials are read afresh
+        (environment, profile, SSO cache, role) and every client is remade."""
+        old = self._session
+        session = boto3.Session(region_name=self.region,
+                                profile_name=old.profile_name
+                                if old.profile_name != "default" else None)
+        with self._lock:
+            self._session = session
+            self._clients = {}
+
     def __getattr__(self, service: str) -> Any:
         if service.startswith("_"):
             raise AttributeError(service)
@@ -48,6 +60,20 @@ class Clients:
                                               config=_CONFIG)
                 self._clients[name] = client
             return client
+
+
+_CREDENTIAL_CODES = frozenset({
+    "ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired",
+    "InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId",
+})
+_CREDENTIAL_ERRORS = (bexc.NoCredentialsError, bexc.PartialCredentialsError,
+                      bexc.CredentialRetrievalError, bexc.TokenRetrievalError,
+                      bexc.UnauthorizedSSOTokenError)
+
+
+def credentials_error(exc: BaseException) -> bool:
+    """Whether AWS refused a call for its credentials (expired, unknown or absent)."""
+    return isinstance(exc, _CREDENTIAL_ERRORS) or error_code(exc) in _CREDENTIAL_CODES
 
 
 def error_code(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ def run_tasks(ecs: Any, *, cluster: str, task_definition: str, count: int,
         try:
             resp = ecs.run_task(**args)
         except Exception as exc:
-            if not _throttled(exc) or attempt == attempts - 1:
+            if not throttled(exc) or attempt == attempts - 1:
                 raise
             delay = min(20.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
             log.info("RunTask throttled (%s); retrying in %.1f s", exc, delay)
@@ -161,11 +162,16 @@ def run_tasks(ecs: Any, *, cluster: str, task_definition: str, count: int,
     raise AssertionError("unreachable")
 
 
-def _throttled(exc: BaseException) -> bool:
+def throttled(exc: BaseException) -> bool:
+    """RunTask's ways of saying "too fast": throttling errors, and
+    InvalidParameterException with a rate-exceeded message."""
     code = error_code(exc)
     if code in ("ThrottlingException", "Throttling", "TooManyRequestsException"):
         return True
-    return code == "InvalidParameterException" and "rate" in str(exc).lower()
+    # ECS sometimes reports a request rate over its limit this way; "rate" as a
+    # word, so a message about, say, a separate parameter is not a throttle.
+    return code == "InvalidParameterException" and re.search(
+        r"\brate\b", str(exc), re.IGNORECASE) is not None
 
 
 def describe_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ StarburstError
  ├── QuotaError             no worker can start: the Fargate vCPU quota is used up
  ├── BudgetExceededError    the plan reached its ``max_cost``: its workers were
  │                          stopped and its unfinished items failed with this
+ ├── CredentialsError       AWS kept refusing the credentials, even reloaded;
+ │                          says which workers still run
  ├── SessionNotFoundError   ``Plan.attach`` found no such session
  └── BrokenPlan             the plan cannot go on (also a BrokenExecutor); set on
                             every pending future when the backend fails
@@ -60,6 +62,10 @@ class QuotaError(StarburstError):
 
 class BudgetExceededError(StarburstError):
     """The plan's ``max_cost`` was reached before the item could run or finish."""
+
+
+class CredentialsError(StarburstError):
+    """AWS refused the plan's credentials (expired or revoked), even reloaded."""
 
 
 class SessionNotFoundError(StarburstError, LookupError):

@@ -47,11 +47,12 @@ from starburst_worker import __version__ as _worker_version
 from starburst_worker import envelope
 
 from . import _cost, _ecs, _image, _quota
-from ._aws import Clients, error_code
+from ._aws import Clients, credentials_error, error_code
 from ._config import DeploymentConfig, default_deployment, load_config
 from ._errors import (
     BrokenPlan,
     BudgetExceededError,
+    CredentialsError,
     QuotaError,
     RemoteError,
     RemoteTraceback,
@@ -93,6 +94,12 @@ DLQ_INTERVAL = 3.0
 LIST_INTERVAL = 5.0  # the results listing backs up the done queue
 STOP_LATENCY = 2.0  # seconds from StopTask until a worker stops billing, about
 STOP_WAIT = 10.0  # how long shutdown waits for stopped workers to report STOPPED
+LAUNCH_BACKOFF = 2.0  # seconds before the first retry of a RunTask that failed
+LAUNCH_ATTEMPTS = 5  # RunTask failures in a row, no worker running: QuotaError
+LIMIT_HOLD = 60.0  # seconds the wave queue stays at the size where AWS said "limit"
+RESULT_GRACE = 60.0  # seconds a result may lag its announcement or its message's end
+CREDENTIAL_RETRIES = 3  # reloads of refused credentials before CredentialsError
+CREDENTIAL_BACKOFF = 1.0  # seconds before the first retry; doubles each time
 SAMPLE_CALLS = 3  # local calls timed by estimate(fn=..., sample=...)
 PROVIDERS = {False: "FARGATE", True: "FARGATE_SPOT"}
 
@@ -169,6 +176,9 @@ class _Counters:
     start_failures: int = 0
     relaunch_after: float = 0.0
     last_stop_reason: str = ""
+    launch_failures: int = 0  # RunTask calls in a row that started nothing
+    worker_cap: int = 0  # while > 0: AWS's task limit was hit at this many workers
+    cap_until: float = 0.0
 
 
 @dataclass
@@ -188,6 +198,7 @@ class _Settings:
     arch: str = "x86_64"
     max_cost: float | None = None
     detach: bool = False
+    spot_fallback: bool = False
 
     @property
     def spot(self) -> bool:
@@ -205,7 +216,7 @@ class _Settings:
             vcpu_quota=d.get("vcpu_quota"),
             capacity_provider=d.get("capacity_provider", "FARGATE"),
             extra_env=dict(d.get("environment", {})), arch=d.get("arch", "x86_64"),
-            max_cost=d.get("max_cost"),
+            max_cost=d.get("max_cost"), spot_fallback=bool(d.get("spot_fallback")),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -224,6 +235,7 @@ class _Settings:
             "vcpu_quota": self.vcpu_quota,
             "max_cost": self.max_cost,
             "detach": self.detach,
+            "spot_fallback": self.spot_fallback,
             # Already visible in every worker's RunTask overrides; kept so an
             # attached plan can start workers like the detached plan did.
             "environment": self.extra_env,
@@ -264,6 +276,8 @@ class Plan(Executor):
         environment: extra environment variables for the workers.
         spot: run the workers on Fargate Spot (``FARGATE_SPOT``): cheaper, but
             AWS may reclaim a worker, whose task then runs again elsewhere.
+        spot_fallback: with ``spot``, start a worker On-Demand (``FARGATE``)
+            when RunTask answers that no Spot capacity is available.
         arch: ``"x86_64"`` or ``"arm64"`` (Graviton, cheaper); the worker image
             must be built for it.
         max_cost: a budget in US dollars. No worker is launched whose
@@ -303,6 +317,7 @@ class Plan(Executor):
         arch: str = "x86_64",
         max_cost: float | None = None,
         detach: bool = False,
+        spot_fallback: bool = False,
         _clients: Clients | None = None,
     ) -> None:
         _check_int("workers", workers, 1, 10_000)
@@ -320,7 +335,8 @@ class Plan(Executor):
         for k, v in env.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError("environment must map str to str")
-        for name, flag in (("spot", spot), ("detach", detach)):
+        for name, flag in (("spot", spot), ("detach", detach),
+                           ("spot_fallback", spot_fallback)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
         if arch not in _cost.ARCHES:
@@ -352,6 +368,7 @@ class Plan(Executor):
             max_tasks_per_worker=max_tasks_per_worker, vcpu_quota=vcpu_quota,
             capacity_provider=PROVIDERS[spot], extra_env=env, arch=arch,
             max_cost=None if max_cost is None else float(max_cost), detach=detach,
+            spot_fallback=spot_fallback,
         )
         session_id = new_session_id()
         registry = Registry(session_id, deployment, time.time(), settings.as_dict())
@@ -398,6 +415,11 @@ class Plan(Executor):
         self._io = ThreadPoolExecutor(16, thread_name_prefix="starburst-io")
         self._closed = threading.Event()
         self._dirty = False
+        self._missing: dict[str, float] = {}  # announced, but no result object yet
+        self._unsent: list[_Task] = []  # in _inflight, but their send failed
+        self._refresh_lock = threading.Lock()
+        self._refreshed_at = -math.inf
+        self._quiet_since: float | None = None  # no message of ours left in SQS
 
     # -- public API ---------------------------------------------------------
 
@@ -729,6 +751,7 @@ class Plan(Executor):
 
     def _engine_main(self) -> None:
         last_monitor = last_checkpoint = 0.0
+        refused = 0  # calls in a row AWS refused for their credentials
         try:
             self._open_session()
             while True:
@@ -738,15 +761,24 @@ class Plan(Executor):
                         break
                     self._wake.wait(self._engine_wait_locked())
                 now = time.monotonic()
-                self._launch()
-                self._dispatch()
-                if now - last_monitor >= MONITOR_INTERVAL:
-                    self._monitor()
-                    self._check_budget()
-                    last_monitor = now
-                if self._dirty and now - last_checkpoint >= CHECKPOINT_INTERVAL:
-                    self._checkpoint()
-                    last_checkpoint = now
+                try:
+                    self._launch()
+                    self._dispatch()
+                    if now - last_monitor >= MONITOR_INTERVAL:
+                        self._monitor()
+                        self._check_budget()
+                        self._check_missing()
+                        last_monitor = now
+                    if self._dirty and now - last_checkpoint >= CHECKPOINT_INTERVAL:
+                        self._checkpoint()
+                        last_checkpoint = now
+                except Exception as exc:
+                    if not credentials_error(exc):
+                        raise
+                    refused += 1
+                    self._renew_credentials(exc, refused)
+                    continue
+                refused = 0
         except BaseException as exc:  # the backend failed: fail everything, clean up
             log.exception("starburst session %s failed", self.session_id)
             self._break(exc)
@@ -834,8 +866,11 @@ class Plan(Executor):
                 return
             if time.monotonic() < self._counters.relaunch_after:
                 return
+            cap = s.workers
+            if self._counters.worker_cap and time.monotonic() < self._counters.cap_until:
+                cap = min(cap, self._counters.worker_cap)  # AWS's task limit
         alive = self.registry.alive()
-        want = min(s.workers, outstanding) - len(alive)
+        want = min(cap, outstanding) - len(alive)
         if want <= 0:
             return
         assert self._quota is not None
@@ -861,28 +896,77 @@ class Plan(Executor):
         tags = _tag_list({"starburst:deployment": self.deployment,
                           "starburst:session": self.session_id})
         launched = 0
+        failures: list[dict[str, Any]] = []
         for batch in _ecs.chunks(range(count), _ecs.RUN_TASK_BATCH):
-            result = _ecs.run_tasks(
-                self._clients.ecs, cluster=self.config.cluster,
-                task_definition=self._task_definition or "", count=len(batch),
-                config=self.config, environment=env, tags=tags,
-                started_by=f"starburst-{self.session_id}",
-                capacity_provider=s.capacity_provider)
-            now = time.time()
-            for arn in result.arns:
-                self.registry.add_worker(WorkerRecord(arn, now, wave,
-                                                      capacity_provider=s.capacity_provider))
-            launched += len(result.arns)
-            if result.failures:
-                reasons = "; ".join(f.get("reason", "?") for f in result.failures)
-                log.warning("RunTask could not start %d worker(s): %s",
-                            len(result.failures), reasons)
-                with self._lock:
-                    self._counters.relaunch_after = time.monotonic() + 5.0
+            started, failures = self._start_workers(len(batch), s.capacity_provider,
+                                                    env, tags, wave)
+            launched += started
+            if failures and s.spot and s.spot_fallback and all(
+                    _launch_failure_kind(f) == "capacity" for f in failures):
+                log.info("no Fargate Spot capacity for %d worker(s); starting them "
+                         "On-Demand (spot_fallback)", len(failures))
+                started, failures = self._start_workers(
+                    len(failures), PROVIDERS[False], env, tags, wave)
+                launched += started
+            if failures:
                 break
         self._dirty = True
+        if failures:
+            self._on_launch_failures(failures, len(alive) + launched)
+        elif launched:
+            with self._lock:
+                self._counters.launch_failures = 0
         log.info("wave %d: started %d worker(s) (%d running or starting)",
                  wave, launched, len(alive) + launched)
+
+    def _start_workers(self, count: int, provider: str, env: dict[str, str],
+                       tags: list[dict[str, str]],
+                       wave: int) -> tuple[int, list[dict[str, Any]]]:
+        """One RunTask call; register what it started. -> (started, failures).
+        Throttling that outlasts ``run_tasks``' retries counts as a failure
+        (the wave queue tries again later) rather than breaking the plan."""
+        try:
+            result = _ecs.run_tasks(
+                self._clients.ecs, cluster=self.config.cluster,
+                task_definition=self._task_definition or "", count=count,
+                config=self.config, environment=env, tags=tags,
+                started_by=f"starburst-{self.session_id}", capacity_provider=provider)
+        except Exception as exc:
+            if not _ecs.throttled(exc):
+                raise
+            return 0, [{"reason": f"RunTask throttled: {exc}"}]
+        now = time.time()
+        for arn in result.arns:
+            self.registry.add_worker(WorkerRecord(arn, now, wave,
+                                                  capacity_provider=provider))
+        failures = result.failures
+        if not result.arns and not failures:  # never seen, but never hang on it
+            failures = [{"reason": "RunTask returned neither tasks nor failures"}]
+        return len(result.arns), failures
+
+    def _on_launch_failures(self, failures: list[dict[str, Any]], running: int) -> None:
+        """RunTask started fewer workers than asked. Try again after a backoff;
+        at AWS's task limit, hold the wave queue at the workers running now;
+        with no worker running after ``LAUNCH_ATTEMPTS`` tries in a row, raise
+        ``QuotaError`` quoting AWS."""
+        reasons = "; ".join(dict.fromkeys(
+            f"{f.get('reason') or '?'}" + (f" ({f['detail']})" if f.get("detail") else "")
+            for f in failures))
+        kinds = {_launch_failure_kind(f) for f in failures}
+        now = time.monotonic()
+        with self._lock:
+            c = self._counters
+            c.launch_failures = 0 if running else c.launch_failures + 1
+            tries = c.launch_failures
+            c.relaunch_after = now + min(30.0, LAUNCH_BACKOFF * 2 ** max(0, tries - 1))
+            if "limit" in kinds and running:
+                c.worker_cap, c.cap_until = running, now + LIMIT_HOLD
+        log.warning("RunTask could not start %d worker(s) (%d running): %s",
+                    len(failures), running, reasons)
+        if tries >= LAUNCH_ATTEMPTS:
+            raise QuotaError(
+                f"no worker could start: RunTask failed {tries} times in a row with "
+                f"no worker running; AWS said: {reasons}. {_launch_hint(kinds)}")
 
     def _affordable(self, count: int, alive: list[WorkerRecord]) -> int:
         """How many of ``count`` new workers the budget allows: the spend so
@@ -953,7 +1037,10 @@ class Plan(Executor):
                     # fetched, except while the next group waits for its
                     # first measurement, which a fetch brings.
                     room += len(self._announced)
-            batch: list[_Task] = []
+            # Tasks whose upload or send failed (say, credentials refused) go
+            # first: they are in _inflight already, so nothing else sends them.
+            batch: list[_Task] = [t for t in self._unsent if t.task_id in self._inflight]
+            self._unsent = []
             while room > 0 and self._pending:
                 task = self._next_task_locked()
                 if task is None:
@@ -970,7 +1057,8 @@ class Plan(Executor):
         now = time.time()
 
         def upload(task: _Task) -> None:
-            assert task.blobs is not None
+            if task.blobs is None:
+                return  # uploaded before a send that failed
             body = envelope.pack_task(
                 task_id=task.task_id, session_id=self.session_id, fn_name=task.fn_name,
                 fn_blob=task.fn_blob, item_blobs=task.blobs, sdk=SDK_VERSION,
@@ -981,9 +1069,14 @@ class Plan(Executor):
             task.blobs = None
             task.fn_blob = None
 
-        list(self._io.map(upload, batch))
-        ids = [t.task_id for t in batch]
-        failed = self._queues.send(self._clients.sqs, ids)
+        try:
+            list(self._io.map(upload, batch))
+            ids = [t.task_id for t in batch]
+            failed = self._queues.send(self._clients.sqs, ids)
+        except Exception:
+            with self._lock:
+                self._unsent = batch
+            raise
         if failed:
             raise StarburstError(f"SQS refused {len(failed)} message(s) for tasks {failed[:5]}")
         sent = time.monotonic()
@@ -1050,7 +1143,7 @@ class Plan(Executor):
                 self._on_worker_stopped(worker)
 
     def _on_worker_stopped(self, worker: WorkerRecord) -> None:
-        reason = _stop_description(worker)
+        reason = _stop_description(worker, self._settings.size.memory_mib)
         if worker.started is None or worker.stop_code == "TaskFailedToStart":
             with self._lock:
                 self._counters.start_failures += 1
@@ -1068,6 +1161,8 @@ class Plan(Executor):
             log.info("worker %s exited (%s)", worker.task_id, reason)
             return
         log.warning("worker %s stopped: %s", worker.task_id, reason)
+        with self._lock:  # for the dead-letter queue's error, if it comes to that
+            self._counters.last_stop_reason = reason
         claim = self._read_claim(worker)
         for held in (claim or {}).get("held", []):
             self._recover(worker, held, reason)
@@ -1100,6 +1195,73 @@ class Plan(Executor):
                 log.info("task %s released for attempt %d", task_id, attempt + 1)
             except Exception as exc:
                 log.debug("could not release task %s: %s", task_id, exc)
+
+    def _renew_credentials(self, exc: BaseException, refused: int) -> None:
+        """AWS refused a call's credentials: rebuild the clients, which reads
+        the credentials afresh, and let the caller retry. After
+        ``CREDENTIAL_RETRIES`` refusals in a row, raise ``CredentialsError``
+        saying what still runs and how to stop or collect it."""
+        sid = self.session_id
+        if refused > CREDENTIAL_RETRIES:
+            alive = self.registry.alive()
+            with self._lock:
+                unfinished = self._counters.items_pending + self._counters.items_running
+            running = ", ".join(w.task_id for w in alive[:10]) + (
+                ", ..." if len(alive) > 10 else "")
+            raise CredentialsError(
+                f"AWS refused this session's credentials {refused} times in a row, "
+                f"even after reloading them: {exc}. Session {sid} has {len(alive)} "
+                f"worker(s) still running{' (' + running + ')' if alive else ''} "
+                f"and {unfinished} unfinished item(s). Renew the credentials, then "
+                f"stop the workers with `starburst-cli cancel {sid}` (they also exit "
+                f"after idle_timeout={self._settings.idle_timeout:g} s without work)"
+            ) from exc
+        log.warning("session %s: AWS refused the credentials (%s); reloading them "
+                    "and retrying (%d of %d)", sid, exc, refused, CREDENTIAL_RETRIES)
+        with self._refresh_lock:
+            if time.monotonic() - self._refreshed_at >= CREDENTIAL_BACKOFF:
+                self._clients.refresh()
+                self._refreshed_at = time.monotonic()
+        self._closed.wait(CREDENTIAL_BACKOFF * 2 ** (refused - 1))
+
+    def _check_missing(self) -> None:
+        """Fail, after ``RESULT_GRACE``, tasks whose result should exist but
+        does not: a worker announced it, or no message of the session is left
+        in SQS (none waiting, none held), so no worker will ever write it."""
+        if self._queues is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            old = [t for t, task in self._inflight.items()
+                   if now - task.sent_at > RESULT_GRACE]
+            due = [t for t, since in self._missing.items()
+                   if t in self._inflight and now - since > RESULT_GRACE]
+        if old:
+            attrs = self._clients.sqs.get_queue_attributes(
+                QueueUrl=self._queues.url, AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            if any(int(v) for v in attrs.values()):
+                self._quiet_since = None
+            elif self._quiet_since is None:
+                self._quiet_since = now
+            elif now - self._quiet_since > RESULT_GRACE:
+                due += old
+        cfg = self.config
+        for task_id in dict.fromkeys(due):
+            if self._result_exists(task_id):
+                self._fetch_result(task_id)
+                continue
+            key = result_key(cfg.prefix, self.session_id, task_id)
+            with self._lock:
+                announced = self._missing.pop(task_id, None) is not None
+            why = ("its worker announced it done" if announced else
+                   "no worker holds it and its message has left the queue")
+            log.warning("task %s: no result at s3://%s/%s", task_id, cfg.bucket, key)
+            self._fail_task(task_id, ResultMissingError(
+                f"task {task_id} of session {self.session_id} has no result: {why}, "
+                f"but s3://{cfg.bucket}/{key} does not exist after "
+                f"{RESULT_GRACE:g} s (was it deleted, e.g. by a lifecycle rule?)"))
 
     def _read_claim(self, worker: WorkerRecord) -> dict[str, Any] | None:
         import json
@@ -1225,24 +1387,32 @@ class Plan(Executor):
         lost (a worker killed between its PUT and its send)."""
         idle = TICK
         last_list = last_dlq = time.monotonic()
+        refused = 0
         try:
             while not self._closed.is_set():
                 with self._lock:
                     inflight = sorted(self._inflight)
-                if not inflight:
+                if not inflight or self._queues is None:  # None: not opened yet
                     self._closed.wait(TICK)
                     continue
-                assert self._queues is not None
                 found = 0
                 now = time.monotonic()
-                if self._queues.done_url:
-                    found += self._collect_announced()
-                if not self._queues.done_url or now - last_list >= LIST_INTERVAL:
-                    found += self._collect_listed(inflight)
-                    last_list = now
-                if now - last_dlq >= DLQ_INTERVAL:
-                    self._drain_dlq()
-                    last_dlq = now
+                try:
+                    if self._queues.done_url:
+                        found += self._collect_announced()
+                    if not self._queues.done_url or now - last_list >= LIST_INTERVAL:
+                        found += self._collect_listed(inflight)
+                        last_list = now
+                    if now - last_dlq >= DLQ_INTERVAL:
+                        self._drain_dlq()
+                        last_dlq = now
+                except Exception as exc:
+                    if not credentials_error(exc):
+                        raise
+                    refused += 1
+                    self._renew_credentials(exc, refused)
+                    continue
+                refused = 0
                 if found:
                     with self._wake:  # room in the queue: let the engine refill it
                         self._wake.notify_all()
@@ -1311,7 +1481,15 @@ class Plan(Executor):
     def _fetch_result(self, task_id: str) -> None:
         cfg = self.config
         key = result_key(cfg.prefix, self.session_id, task_id)
-        data = self._clients.s3.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+        try:
+            data = self._clients.s3.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if error_code(exc) not in ("NoSuchKey", "404", "NotFound"):
+                raise
+            # Announced but absent: _check_missing fails it after RESULT_GRACE.
+            with self._lock:
+                self._missing.setdefault(task_id, time.monotonic())
+            return
         bad: Exception | None = None
         try:
             env = envelope.unpack(data, "result")
@@ -1319,6 +1497,7 @@ class Plan(Executor):
         except Exception as exc:
             env, outcomes, bad = {}, [], exc
         with self._lock:
+            self._missing.pop(task_id, None)
             task = self._inflight.pop(task_id, None)
             if task is None:
                 return  # already resolved: a retry wrote the same result again
@@ -1546,7 +1725,27 @@ def _rebuild_exception(outcome: envelope.Outcome, task_id: str, worker: str,
     return exc
 
 
-def _stop_description(worker: WorkerRecord) -> str:
+def _launch_failure_kind(failure: dict[str, Any]) -> str:
+    """"capacity", "limit" or "other", from a RunTask failure's reason."""
+    text = f"{failure.get('reason', '')} {failure.get('detail', '')}".lower()
+    if "capacity" in text:
+        return "capacity"
+    if "limit" in text or "throttl" in text:
+        return "limit"
+    return "other"
+
+
+def _launch_hint(kinds: set[str]) -> str:
+    if "limit" in kinds:
+        return ("Ask for a higher Fargate limit in the Service Quotas console, or "
+                "lower Plan(workers=...)")
+    if "capacity" in kinds:
+        return ("Try again later, add subnets in other availability zones, or "
+                "use On-Demand (spot=False, or spot_fallback=True)")
+    return "Check the deployment's task definition, subnets and security groups"
+
+
+def _stop_description(worker: WorkerRecord, memory_mib: int | None = None) -> str:
     parts = [p for p in (worker.stop_code, worker.reason) if p]
     if worker.exit_code not in (None, 0):
         parts.append(f"exit code {worker.exit_code}")
@@ -1554,7 +1753,10 @@ def _stop_description(worker: WorkerRecord) -> str:
     if worker.stop_code == "TaskFailedToStart":
         text += f" ({_HINTS['TaskFailedToStart']})"
     elif worker.exit_code == 137 or "OutOfMemory" in (worker.reason or ""):
-        text += f" ({_HINTS['OutOfMemory']})"
+        hint = _HINTS["OutOfMemory"]
+        if memory_mib:
+            hint = hint.replace("memory;", f"memory (memory={memory_mib} MiB);")
+        text += f" ({hint})"
     elif worker.stop_code == "SpotInterruption":
         text += f" ({_HINTS['SpotInterruption']})"
     return text
