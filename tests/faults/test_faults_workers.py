@@ -1,0 +1,125 @@
+"""Catalogue items 3, 4 and 9, with the test playing Fargate (``Puppet``): a
+worker that never starts, one killed for memory, one that stops cleanly
+without its result."""
+
+import time
+
+import boto3
+import pytest
+
+from starburst_sdk import Plan, ResultMissingError, WorkerLostError, _plan
+from starburst_worker import envelope
+from starburst_worker.worker import result_key
+
+from .faultkit import OOM_REASON, REGION, Puppet, settings_of
+
+PULL_ERROR = ("CannotPullContainerError: pull image manifest has been retried 5 "
+              "time(s): failed to resolve ref 123.dkr.ecr.us-east-1.amazonaws.com/sb:x")
+
+
+def square(x):
+    return x * x
+
+
+def test_worker_failing_to_start_fails_futures_promptly_with_reason_and_hint(
+        puppet_cloud):
+    _, fargate = puppet_cloud
+
+    def fail_start(p, task):
+        Puppet.stop(task, exit_code=None, stop_code="TaskFailedToStart",
+                    reason=PULL_ERROR, started=False)
+
+    puppet = Puppet(fargate, fail_start)
+    t0 = time.monotonic()
+    try:
+        with Plan(workers=2, max_attempts=3, idle_timeout=1) as plan:
+            futures = [plan.submit(square, i) for i in range(3)]
+            errors = [f.exception(timeout=60) for f in futures]
+    finally:
+        puppet.close()
+    elapsed = time.monotonic() - t0
+    for exc in errors:
+        assert isinstance(exc, WorkerLostError)
+        assert "CannotPullContainerError" in str(exc)
+        assert "public IP" in str(exc) and "ECR" in str(exc)  # the hint
+    assert elapsed < 30  # a few backoffs, never a visibility or task timeout
+    assert 3 <= len(puppet.seen) <= 4  # retried, then gave up
+
+
+def test_worker_out_of_memory_is_retried_then_succeeds(puppet_cloud):
+    _, fargate = puppet_cloud
+
+    def oom_once(p, task):
+        if len(p.seen) == 1:
+            p.hold(task)
+            Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
+        else:
+            p.run_worker(task)
+
+    puppet = Puppet(fargate, oom_once)
+    try:
+        with Plan(workers=1, max_attempts=3, idle_timeout=1) as plan:
+            value = plan.submit(square, 9).result(timeout=60)
+    finally:
+        puppet.close()
+    assert value == 81 and not puppet.errors
+    killed, retried = (plan.registry.workers[a] for a in puppet.seen[:2])
+    assert killed.exit_code == 137 and retried.exit_code == 0
+    cfg = plan.config
+    data = boto3.client("s3", region_name=REGION).get_object(
+        Bucket=cfg.bucket, Key=result_key(cfg.prefix, plan.session_id, "00000001"),
+    )["Body"].read()
+    assert envelope.unpack(data, "result")["attempt"] == 2
+
+
+def test_worker_out_of_memory_every_attempt_names_the_memory_setting(puppet_cloud):
+    _, fargate = puppet_cloud
+
+    def always_oom(p, task):
+        p.hold(task)
+        Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
+
+    puppet = Puppet(fargate, always_oom)
+    t0 = time.monotonic()
+    try:
+        with Plan(workers=1, cpu=0.5, memory="1GB", max_attempts=2,
+                  idle_timeout=1) as plan:
+            exc = plan.submit(square, 9).exception(timeout=60)
+    finally:
+        puppet.close()
+    assert isinstance(exc, WorkerLostError)
+    text = str(exc)
+    assert "2 time(s)" in text and "max_attempts=2" in text
+    assert "OutOfMemory" in text and "exit code 137" in text
+    assert "memory=1024 MiB" in text and "Plan(memory=...)" in text
+    assert len(puppet.seen) == 2  # one worker per attempt, no more
+    assert time.monotonic() - t0 < 30  # released at once, not after visibility
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["announced", "silent"])
+def test_result_missing_after_clean_stop_fails_naming_task_and_key(
+        puppet_cloud, monkeypatch, announce):
+    _, fargate = puppet_cloud
+    monkeypatch.setattr(_plan, "RESULT_GRACE", 1.0)
+
+    def lose_result(p, task):
+        held = p.hold(task)
+        s = settings_of(task)
+        sqs = boto3.client("sqs", region_name=REGION)
+        if announce:
+            sqs.send_message(QueueUrl=s.done_queue_url, MessageBody=held["task_id"])
+        sqs.delete_message(QueueUrl=s.queue_url, ReceiptHandle=held["receipt"])
+        Puppet.stop(task, exit_code=0)
+
+    puppet = Puppet(fargate, lose_result)
+    try:
+        with Plan(workers=1, idle_timeout=1) as plan:
+            t0 = time.monotonic()
+            exc = plan.submit(square, 2).exception(timeout=60)
+            waited = time.monotonic() - t0
+    finally:
+        puppet.close()
+    assert isinstance(exc, ResultMissingError), repr(exc)
+    key = result_key(plan.config.prefix, plan.session_id, "00000001")
+    assert "task 00000001" in str(exc) and key in str(exc)
+    assert waited < 20
