@@ -22,8 +22,10 @@ from starburst_worker.worker import claim_key
 
 REGION = "us-east-1"
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
-CAPACITY = ("Capacity is unavailable at this time. Please try again later or in a "
-            "different availability zone")
+CAPACITY = (
+    "Capacity is unavailable at this time. Please try again later or in a "
+    "different availability zone"
+)
 LIMIT = "You've reached the limit on the number of tasks you can run concurrently"
 
 
@@ -47,18 +49,24 @@ class RunTaskScript:
         body = json.loads(params["body"])
         with self._lock:
             entry = self.script.pop(0) if self.script else ("moto",)
-            provider = (body.get("launchType")
-                        or body["capacityProviderStrategy"][0]["capacityProvider"])
-            self.calls.append({"count": body["count"], "provider": provider,
-                               "answer": entry[0]})
+            provider = (
+                body.get("launchType")
+                or body["capacityProviderStrategy"][0]["capacityProvider"]
+            )
+            self.calls.append(
+                {"count": body["count"], "provider": provider, "answer": entry[0]}
+            )
         if entry[0] == "error":
             return AWSResponse("", 400, {}, None), {
                 "Error": {"Code": entry[1], "Message": entry[2]},
-                "ResponseMetadata": {"HTTPStatusCode": 400}}
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
         if entry[0] == "failures":
             return AWSResponse("", 200, {}, None), {
-                "tasks": [], "failures": [{"reason": entry[1]}] * body["count"],
-                "ResponseMetadata": {"HTTPStatusCode": 200}}
+                "tasks": [],
+                "failures": [{"reason": entry[1]}] * body["count"],
+                "ResponseMetadata": {"HTTPStatusCode": 200},
+            }
         if entry[0] == "partial":
             missing = body["count"] - entry[1]
             body["count"] = entry[1]
@@ -78,9 +86,11 @@ class RunTaskScript:
 
 
 def settings_of(task: Any) -> worker_mod.Settings:
-    env = {e["name"]: e["value"]
-           for o in task.overrides.get("containerOverrides", [])
-           for e in o.get("environment", [])}
+    env = {
+        e["name"]: e["value"]
+        for o in task.overrides.get("containerOverrides", [])
+        for e in o.get("environment", [])
+    }
     return worker_mod.Settings.from_env(env)
 
 
@@ -123,18 +133,26 @@ class Puppet:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             messages = sqs.receive_message(
-                QueueUrl=s.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=60,
+                QueueUrl=s.queue_url,
+                MaxNumberOfMessages=1,
+                VisibilityTimeout=60,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             ).get("Messages", [])
             if messages:
                 m = messages[0]
-                held = {"task_id": m["Body"], "receipt": m["ReceiptHandle"],
-                        "attempt": int(m["Attributes"]["ApproximateReceiveCount"])}
+                held = {
+                    "task_id": m["Body"],
+                    "receipt": m["ReceiptHandle"],
+                    "attempt": int(m["Attributes"]["ApproximateReceiveCount"]),
+                }
                 worker_id = task.task_arn.rsplit("/", 1)[-1]
                 boto3.client("s3", region_name=REGION).put_object(
-                    Bucket=s.bucket, Key=claim_key(s.prefix, s.session, worker_id),
-                    Body=json.dumps({"worker": task.task_arn, "at": time.time(),
-                                     "held": [held]}).encode())
+                    Bucket=s.bucket,
+                    Key=claim_key(s.prefix, s.session, worker_id),
+                    Body=json.dumps(
+                        {"worker": task.task_arn, "at": time.time(), "held": [held]}
+                    ).encode(),
+                )
                 return held
             time.sleep(0.05)
         raise TimeoutError("no message to hold")
@@ -143,18 +161,27 @@ class Puppet:
     def run_worker(task: Any) -> int:
         """Run the real worker loop for this task, then mark it STOPPED."""
         s = settings_of(task)
-        w = worker_mod.Worker(s, boto3.client("s3", region_name=REGION),
-                              boto3.client("sqs", region_name=REGION),
-                              task.task_arn, task.task_arn.rsplit("/", 1)[-1])
+        w = worker_mod.Worker(
+            s,
+            boto3.client("s3", region_name=REGION),
+            boto3.client("sqs", region_name=REGION),
+            task.task_arn,
+            task.task_arn.rsplit("/", 1)[-1],
+        )
         code = w.run()
         Puppet.stop(task, exit_code=code)
         return code
 
     @staticmethod
-    def stop(task: Any, *, exit_code: int | None = 0,
-             stop_code: str = "EssentialContainerExited",
-             reason: str = "Essential container in task exited",
-             container_reason: str = "", started: bool = True) -> None:
+    def stop(
+        task: Any,
+        *,
+        exit_code: int | None = 0,
+        stop_code: str = "EssentialContainerExited",
+        reason: str = "Essential container in task exited",
+        container_reason: str = "",
+        started: bool = True,
+    ) -> None:
         now = datetime.now(UTC)
         if not started:
             task.started_at = None

@@ -44,8 +44,9 @@ def first_claim(cloud, plan, timeout=90):
     while time.monotonic() < deadline:
         for w in plan.registry.all():
             try:
-                body = s3.get_object(Bucket=bucket, Key=claim_key(
-                    prefix, plan.session_id, w.task_id))["Body"].read()
+                body = s3.get_object(
+                    Bucket=bucket, Key=claim_key(prefix, plan.session_id, w.task_id)
+                )["Body"].read()
             except s3.exceptions.NoSuchKey:
                 continue
             held = json.loads(body)["held"][0]
@@ -55,9 +56,14 @@ def first_claim(cloud, plan, timeout=90):
 
 
 def result_attempt(cloud, session_id, task_id):
-    data = boto3.client("s3").get_object(
-        Bucket=cloud.config["bucket"],
-        Key=result_key(cloud.config["prefix"], session_id, task_id))["Body"].read()
+    data = (
+        boto3.client("s3")
+        .get_object(
+            Bucket=cloud.config["bucket"],
+            Key=result_key(cloud.config["prefix"], session_id, task_id),
+        )["Body"]
+        .read()
+    )
     return envelope.unpack(data, "result")["attempt"]
 
 
@@ -141,8 +147,12 @@ CLIENT = textwrap.dedent("""
 def test_cloud_client_killed_workers_idle_out_and_attach_collects(cloud):
     s3, ecs = boto3.client("s3"), boto3.client("ecs")
     cfg = cloud.config
-    child = subprocess.Popen([sys.executable, "-c", CLIENT], env=dict(os.environ),
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLIENT],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         sid = child.stdout.readline().strip()
         assert sid, "the client printed no session id"
@@ -150,8 +160,9 @@ def test_cloud_client_killed_workers_idle_out_and_attach_collects(cloud):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the registry lists the tasks sent
             try:
-                reg = Registry.from_json(s3.get_object(
-                    Bucket=cfg["bucket"], Key=key)["Body"].read())
+                reg = Registry.from_json(
+                    s3.get_object(Bucket=cfg["bucket"], Key=key)["Body"].read()
+                )
                 if sum(reg.task_sizes) == 4 and reg.all():
                     break
             except s3.exceptions.NoSuchKey:

@@ -35,7 +35,8 @@ class Refuser:
 
         def call(client, operation, params):
             if self.on.is_set() and threading.current_thread().name.startswith(
-                    PLAN_THREADS):
+                PLAN_THREADS
+            ):
                 self.refused += 1
                 raise make_error(operation)
             return real(client, operation, params)
@@ -44,9 +45,15 @@ class Refuser:
 
 
 def expired(operation):
-    return ClientError({"Error": {"Code": "ExpiredToken", "Message":
-                                  "The security token included in the request is "
-                                  "expired"}}, operation)
+    return ClientError(
+        {
+            "Error": {
+                "Code": "ExpiredToken",
+                "Message": "The security token included in the request is expired",
+            }
+        },
+        operation,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -104,8 +111,12 @@ def test_credentials_refused_for_good_fail_naming_running_workers(fake, monkeypa
 
 
 def test_endpoint_gone_fails_clearly_and_keeps_collected_results(fake, monkeypatch):
-    refuser = Refuser(monkeypatch, lambda op: EndpointConnectionError(
-        endpoint_url="http://localhost.localstack.cloud:4566/"))
+    refuser = Refuser(
+        monkeypatch,
+        lambda op: EndpointConnectionError(
+            endpoint_url="http://localhost.localstack.cloud:4566/"
+        ),
+    )
     with Plan(workers=1, idle_timeout=1) as plan:
         done = [plan.submit(square, i) for i in range(3)]
         assert [f.result(timeout=60) for f in done] == [0, 1, 4]

@@ -32,8 +32,10 @@ def test_unusual_exceptions_in_a_chunk_keep_type_message_and_traceback(fake):
         futures = [plan.submit(pick, x) for x in range(4)]
         outcomes = [f.exception(timeout=60) or f.result() for f in futures]
     assert outcomes[0] == 0 and outcomes[3] == 30
-    for exc, name, text in ((outcomes[1], "TwoArgError", "1: two-argument constructor"),
-                            (outcomes[2], "LockedError", "holds a lock 2")):
+    for exc, name, text in (
+        (outcomes[1], "TwoArgError", "1: two-argument constructor"),
+        (outcomes[2], "LockedError", "holds a lock 2"),
+    ):
         assert isinstance(exc, RemoteError), repr(exc)
         assert exc.error_type.endswith(name) and exc.text == text
         assert isinstance(exc.__cause__, RemoteTraceback)

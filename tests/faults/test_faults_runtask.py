@@ -23,10 +23,13 @@ def quick_backoff(monkeypatch):
 def test_runtask_throttled_is_retried_without_duplicate_workers(fake, quick_backoff):
     _, fargate = fake
     with Plan(workers=3, idle_timeout=1) as plan:
-        script = RunTaskScript(plan._clients.ecs, [
-            ("error", "ThrottlingException", "Rate exceeded"),
-            ("error", "InvalidParameterException", "Rate exceeded"),
-        ])
+        script = RunTaskScript(
+            plan._clients.ecs,
+            [
+                ("error", "ThrottlingException", "Rate exceeded"),
+                ("error", "InvalidParameterException", "Rate exceeded"),
+            ],
+        )
         assert list(plan.map(square, range(6), chunksize=2)) == [0, 1, 4, 9, 16, 25]
     assert script.answers()[:3] == ["error", "error", "moto"]
     assert script.calls[2]["count"] == 3
@@ -34,21 +37,32 @@ def test_runtask_throttled_is_retried_without_duplicate_workers(fake, quick_back
     assert len(fargate.tasks()) == len(plan.registry.all()) == 3
 
 
-def test_runtask_invalid_parameter_that_is_not_a_rate_is_not_retried(fake, quick_backoff):
+def test_runtask_invalid_parameter_that_is_not_a_rate_is_not_retried(
+    fake, quick_backoff
+):
     with Plan(workers=1, idle_timeout=1) as plan:
-        script = RunTaskScript(plan._clients.ecs, [
-            ("error", "InvalidParameterException",
-             "subnets and security groups must be in separate VPCs"),
-        ])
+        script = RunTaskScript(
+            plan._clients.ecs,
+            [
+                (
+                    "error",
+                    "InvalidParameterException",
+                    "subnets and security groups must be in separate VPCs",
+                ),
+            ],
+        )
         with pytest.raises(BrokenPlan, match="separate VPCs"):
             plan.submit(square, 2).result(timeout=60)
     assert script.answers() == ["error"]
 
 
-def test_runtask_throttled_past_its_retries_waits_instead_of_breaking(fake, quick_backoff):
+def test_runtask_throttled_past_its_retries_waits_instead_of_breaking(
+    fake, quick_backoff
+):
     with Plan(workers=2, idle_timeout=1) as plan:
-        script = RunTaskScript(plan._clients.ecs, [
-            ("error", "ThrottlingException", "Rate exceeded")] * 7)
+        script = RunTaskScript(
+            plan._clients.ecs, [("error", "ThrottlingException", "Rate exceeded")] * 7
+        )
         assert plan.submit(square, 7).result(timeout=60) == 49
     assert script.answers()[:8] == ["error"] * 7 + ["moto"]
 
@@ -63,7 +77,9 @@ def test_runtask_capacity_failure_is_retried_later(fake, quick_backoff):
     assert len(fargate.tasks()) == len(plan.registry.all()) <= 2
 
 
-def test_runtask_spot_capacity_falls_back_to_on_demand_when_allowed(fake, quick_backoff):
+def test_runtask_spot_capacity_falls_back_to_on_demand_when_allowed(
+    fake, quick_backoff
+):
     with Plan(workers=2, spot=True, spot_fallback=True, idle_timeout=1) as plan:
         script = RunTaskScript(plan._clients.ecs, [("failures", CAPACITY)])
         assert list(plan.map(square, range(4), chunksize=1)) == [0, 1, 4, 9]
@@ -94,18 +110,22 @@ def test_runtask_task_limit_holds_the_wave_queue_at_what_runs(fake, quick_backof
             peak.append(alive + params["count"])
 
         plan._clients.ecs.meta.events.register(
-            "before-parameter-build.ecs.RunTask", before)
+            "before-parameter-build.ecs.RunTask", before
+        )
         assert list(plan.map(square, range(10), chunksize=1)) == [
-            x * x for x in range(10)]
+            x * x for x in range(10)
+        ]
     assert script.calls[0]["count"] == 4 and script.answers()[0] == "partial"
     # After AWS said "limit" at two workers, no call asked for more than that.
     assert len(peak) >= 3 and max(peak[1:]) <= 2, peak
 
 
-@pytest.mark.parametrize(("reason", "hint"), [(CAPACITY, "availability zones"),
-                                              (LIMIT, "Service Quotas")])
-def test_runtask_never_starting_raises_quota_error_quoting_aws(fake, quick_backoff,
-                                                                reason, hint):
+@pytest.mark.parametrize(
+    ("reason", "hint"), [(CAPACITY, "availability zones"), (LIMIT, "Service Quotas")]
+)
+def test_runtask_never_starting_raises_quota_error_quoting_aws(
+    fake, quick_backoff, reason, hint
+):
     t0 = time.monotonic()
     with Plan(workers=2, idle_timeout=1) as plan:
         script = RunTaskScript(plan._clients.ecs, [("failures", reason)] * 100)

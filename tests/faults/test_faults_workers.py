@@ -13,8 +13,10 @@ from starburst_worker.worker import result_key
 
 from .faultkit import OOM_REASON, REGION, Puppet, settings_of
 
-PULL_ERROR = ("CannotPullContainerError: pull image manifest has been retried 5 "
-              "time(s): failed to resolve ref 123.dkr.ecr.us-east-1.amazonaws.com/sb:x")
+PULL_ERROR = (
+    "CannotPullContainerError: pull image manifest has been retried 5 "
+    "time(s): failed to resolve ref 123.dkr.ecr.us-east-1.amazonaws.com/sb:x"
+)
 
 
 def square(x):
@@ -22,12 +24,18 @@ def square(x):
 
 
 def test_worker_failing_to_start_fails_futures_promptly_with_reason_and_hint(
-        puppet_cloud):
+    puppet_cloud,
+):
     _, fargate = puppet_cloud
 
     def fail_start(p, task):
-        Puppet.stop(task, exit_code=None, stop_code="TaskFailedToStart",
-                    reason=PULL_ERROR, started=False)
+        Puppet.stop(
+            task,
+            exit_code=None,
+            stop_code="TaskFailedToStart",
+            reason=PULL_ERROR,
+            started=False,
+        )
 
     puppet = Puppet(fargate, fail_start)
     t0 = time.monotonic()
@@ -66,9 +74,14 @@ def test_worker_out_of_memory_is_retried_then_succeeds(puppet_cloud):
     killed, retried = (plan.registry.workers[a] for a in puppet.seen[:2])
     assert killed.exit_code == 137 and retried.exit_code == 0
     cfg = plan.config
-    data = boto3.client("s3", region_name=REGION).get_object(
-        Bucket=cfg.bucket, Key=result_key(cfg.prefix, plan.session_id, "00000001"),
-    )["Body"].read()
+    data = (
+        boto3.client("s3", region_name=REGION)
+        .get_object(
+            Bucket=cfg.bucket,
+            Key=result_key(cfg.prefix, plan.session_id, "00000001"),
+        )["Body"]
+        .read()
+    )
     assert envelope.unpack(data, "result")["attempt"] == 2
 
 
@@ -82,8 +95,9 @@ def test_worker_out_of_memory_every_attempt_names_the_memory_setting(puppet_clou
     puppet = Puppet(fargate, always_oom)
     t0 = time.monotonic()
     try:
-        with Plan(workers=1, cpu=0.5, memory="1GB", max_attempts=2,
-                  idle_timeout=1) as plan:
+        with Plan(
+            workers=1, cpu=0.5, memory="1GB", max_attempts=2, idle_timeout=1
+        ) as plan:
             exc = plan.submit(square, 9).exception(timeout=60)
     finally:
         puppet.close()
@@ -98,7 +112,8 @@ def test_worker_out_of_memory_every_attempt_names_the_memory_setting(puppet_clou
 
 @pytest.mark.parametrize("announce", [True, False], ids=["announced", "silent"])
 def test_result_missing_after_clean_stop_fails_naming_task_and_key(
-        puppet_cloud, monkeypatch, announce):
+    puppet_cloud, monkeypatch, announce
+):
     _, fargate = puppet_cloud
     monkeypatch.setattr(_plan, "RESULT_GRACE", 1.0)
 
