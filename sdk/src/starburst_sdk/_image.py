@@ -16,8 +16,8 @@
 
 The tag is a content hash of exactly these inputs: the environment's lock or
 requirement files (or the installed distributions), the client's Python
-major.minor, the worker (version and source), the base image reference and the
-CPU architecture. The same inputs give the same tag on any machine; any change
+major.minor, the worker (version, source, and the recipe: ``worker/Dockerfile``
+and the install step), the base image reference and the CPU architecture. The same inputs give the same tag on any machine; any change
 gives a new tag. If the registry already holds the tag, nothing is built and no
 Docker engine is needed.
 
@@ -450,6 +450,10 @@ def image_inputs(environment: Environment | None = None, *, python: str | None =
         "version": starburst_worker.__version__,
         "sha256": _sha256(b"".join(k.encode() + b"\0" + v for k, v in files.items())),
         "requirements": worker_requirements(env),
+        # How the image is made: a change to the Dockerfile or the install step
+        # changes every tag, as a change to the worker's code does.
+        "recipe": _sha256(dockerfile_path().read_bytes() + b"\0" + Path(
+            __file__).with_name("_image_install.py").read_bytes()),
     }
     return ImageInputs(environment=env.fingerprint(), python=python, worker=worker,
                        base=base_image or default_base_image(python),

@@ -57,7 +57,13 @@ def main(argv: list[str]) -> int:
     shutil.copytree(here / "worker" / "starburst_worker", target / "starburst_worker",
                     dirs_exist_ok=True)
     (target / "sitecustomize.py").write_text(SITE_CUSTOMIZE)
-    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: not used
+    # Console scripts are not used; pip wrote the installing interpreter's path
+    # into them, so drop them and their RECORD lines: both builders then leave
+    # the same files whichever interpreter ran this.
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    for record in target.glob("*.dist-info/RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        record.write_text("".join(x for x in lines if not x.startswith("../../bin/")))
     # Tracebacks name the files where they are in the image, wherever this runs.
     compileall.compile_dir(
         str(target), ddir=spec["site"], quiet=1, workers=1,
