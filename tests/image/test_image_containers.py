@@ -32,7 +32,24 @@ from mylib import scale
 def describe(x):
     return {"square": scale(x, x), "unit": units.NAME,
             "packaging": packaging.__version__,
-            "in_container": os.path.exists("/.dockerenv"), "uid": os.getuid()}
+            "in_container": os.path.exists("/.dockerenv"), "uid": os.getuid(),
+            "site": site_digests()}
+
+
+def site_digests(root="/opt/starburst/site-packages"):
+    """Digests of the image's installed files: (sources and metadata, bytecode)."""
+    import hashlib
+
+    files, pyc = hashlib.sha256(), hashlib.sha256()
+    for folder, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            with open(path, "rb") as fh:
+                data = fh.read()
+            h = pyc if name.endswith(".pyc") else files
+            h.update(os.path.relpath(path, root).encode() + b"\\0" + data + b"\\0")
+    return [files.hexdigest(), pyc.hexdigest()]
 '''
 
 # A local package beside the script, imported by the helper: neither is installed.
@@ -80,6 +97,10 @@ def _delete_tag(registry, repo: str, tag: str) -> None:
                            timeout=10).close()
 
 
+#: builder -> digests of the image's site-packages, to compare the two builders.
+_SITES: dict[str, list[str]] = {}
+
+
 @pytest.mark.parametrize("builder", ["docker", "oci"])
 def test_user_script_with_helper_and_pinned_package_runs_in_container(
         containers, container_cloud, tmp_path, builder):
@@ -104,6 +125,7 @@ def test_user_script_with_helper_and_pinned_package_runs_in_container(
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-4000:]
     value = json.loads(done.stdout.split("RESULT ", 1)[1])
+    _SITES[builder] = value.pop("site")
     # The helper module and the mylib package it imports travelled by value;
     # packaging is the image's pinned 24.2, not this client's; it ran inside the
     # container as the image's user.
@@ -113,6 +135,8 @@ def test_user_script_with_helper_and_pinned_package_runs_in_container(
     assert pushed, done.stderr[-2000:]
     image = next(i for i in list_images() if i.tag == tag)
     assert image.builder == builder
+    if len(_SITES) == 2:  # both builders ran: their images hold the same files
+        assert _SITES["docker"] == _SITES["oci"]
     print(f"\n{builder}: script (build + push + run) {elapsed:.1f} s; {pushed[0]}; "
           f"image {image.size / 1e6:.1f} MB compressed")
 

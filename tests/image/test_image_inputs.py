@@ -29,7 +29,8 @@ INPUTS = ImageInputs(
     environment={"kind": "requirements", "files": {"requirements.txt": "ab" * 32}},
     python="3.11",
     worker={"version": "0.1.0", "sha256": "cd" * 32,
-            "requirements": ["cloudpickle==3.1.3", "msgpack==1.2.4"]},
+            "requirements": ["cloudpickle==3.1.3", "msgpack==1.2.4"],
+            "recipe": "01" * 32},
     base="python:3.11-slim",
     arch="x86_64",
 )
@@ -43,7 +44,7 @@ def test_tag_is_stable_for_the_same_inputs():
     assert INPUTS.tag == "py3.11-x86_64-" + INPUTS.digest[:24]
     assert INPUTS.digest == _image._sha256(json.dumps(
         INPUTS.document(), sort_keys=True, separators=(",", ":")).encode())
-    assert INPUTS.tag == "py3.11-x86_64-c658a5f984f5ac6a31b29b22"
+    assert INPUTS.tag == "py3.11-x86_64-8d3856b8e105aa43863e3e80"
 
 
 @pytest.mark.parametrize("change", [
@@ -53,6 +54,7 @@ def test_tag_is_stable_for_the_same_inputs():
     {"worker": {**INPUTS.worker, "version": "0.2.0"}},
     {"worker": {**INPUTS.worker, "sha256": "00" * 32}},
     {"worker": {**INPUTS.worker, "requirements": ["cloudpickle==3.1.2"]}},
+    {"worker": {**INPUTS.worker, "recipe": "ef" * 32}},
     {"base": "python:3.11-slim-bookworm"},
     {"arch": "arm64"},
 ], ids=lambda c: next(iter(c)))
@@ -230,3 +232,48 @@ def test_client_python_is_an_input():
     env = Environment("installed", None, (), ("a==1",))
     assert image_inputs(env, base_image="b", arch="arm64").python == (
         f"{sys.version_info.major}.{sys.version_info.minor}")
+
+
+class _Dist:
+    """A stand-in for an installed distribution, with its direct_url.json."""
+
+    def __init__(self, name, version, direct_url=None):
+        self.metadata = {"Name": name}
+        self.version = version
+        self._direct = direct_url
+
+    def read_text(self, filename):
+        return json.dumps(self._direct) if filename == "direct_url.json" and \
+            self._direct else None
+
+
+def test_installed_editable_local_and_vcs_packages_are_reported_by_name(monkeypatch):
+    dists = [
+        _Dist("numpy", "2.1.0"),
+        _Dist("My_Tool", "0.1", {"url": "file:///home/u/my-tool",
+                                 "dir_info": {"editable": True}}),
+        _Dist("localwheel", "1.0", {"url": "file:///tmp/localwheel-1.0-py3-none-any.whl",
+                                    "archive_info": {}}),
+        _Dist("fromgit", "0.3", {"url": "https://example.org/fromgit.git",
+                                 "vcs_info": {"vcs": "git", "commit_id": "abc"}}),
+        _Dist("pip", "24.0"),
+    ]
+    monkeypatch.setattr(_image.metadata, "distributions", lambda: dists)
+    env = _image._from_installed()
+    assert env.requirements == ("numpy==2.1.0",)
+    problems = {p.package: p for p in env.problems}
+    assert set(problems) == {"my-tool", "localwheel", "fromgit"}
+    assert "editable" in problems["my-tool"].reason and not problems["my-tool"].fatal
+    assert "local path" in problems["localwheel"].reason
+    assert problems["fromgit"].fatal and "pin" in problems["fromgit"].fix
+
+
+def test_fatal_problems_stop_the_build_naming_each_package(monkeypatch, tmp_path):
+    (tmp_path / "requirements.txt").write_text(
+        "packaging==24.2\na @ git+https://example.org/a.git\n"
+        "b @ git+https://example.org/b.git\n")
+    with pytest.raises(ImageError) as info:
+        _image.ensure_image(config=object(), clients=object(), project_dir=tmp_path)
+    text = str(info.value)
+    assert "a: comes from version control" in text and "\n  b: " in text
+    assert "packaging" not in text
