@@ -67,7 +67,9 @@ def container_tools() -> Iterator[Tools]:
 
 
 @pytest.fixture(scope="session")
-def container_cloud(local_cloud: Any, container_tools: Tools) -> Iterator[dict[str, Any]]:
+def container_cloud(container_tools: Tools, local_cloud: Any) -> Iterator[dict[str, Any]]:
+    # container_tools first: without the tools, skip (or fail) before the local
+    # cloud spends a minute starting.
     from starburst_local.cloud import runner_call
 
     config = local_cloud.use_containers(container_tools.engine.host,
@@ -79,7 +81,7 @@ def container_cloud(local_cloud: Any, container_tools: Tools) -> Iterator[dict[s
 
 
 @pytest.fixture
-def containers(local_cloud: Any, container_cloud: dict[str, Any], container_tools: Tools,
+def containers(container_tools: Tools, container_cloud: dict[str, Any], local_cloud: Any,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[Tools]:
     """The ``containers`` deployment's environment; builds use the stand-in base."""
     for key in list(os.environ):
