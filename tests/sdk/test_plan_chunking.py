@@ -59,6 +59,8 @@ def test_chunk_items_holds_a_chunk_to_about_a_second_of_work(fake):
     plan = Plan(workers=4)
     try:
         assert plan._chunk_items(group(10_000, item_seconds=0.01)) == 100
+        # 10 s of work on 4 workers: 12 equal chunks (three rounds), not 10
+        assert plan._chunk_items(group(1_000, item_seconds=0.01)) == 84
         assert plan._chunk_items(group(10_000, item_seconds=5.0)) == 1
     finally:
         plan.shutdown()
@@ -161,3 +163,16 @@ def test_plan_max_tasks_per_worker_one_starts_a_worker_per_call(fake):
         assert list(plan.map(square, range(5))) == [0, 1, 4, 9, 16]
         assert plan.registry.task_sizes == [1] * 5
     assert len(plan.registry.all()) == 5
+
+
+def make_adder(k):
+    return lambda x: x + k
+
+
+def test_plan_submit_closures_of_one_name_keep_their_own_values(fake, held_engine):
+    with Plan(workers=2, idle_timeout=1) as plan:
+        futures = [plan.submit(make_adder(k), 100) for k in range(6)]
+        futures += [plan.submit(square, 3), plan.submit(make_adder(0), 7)]
+        held_engine.set()
+        assert [f.result(timeout=60) for f in futures] == [
+            100, 101, 102, 103, 104, 105, 9, 7]

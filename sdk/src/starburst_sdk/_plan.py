@@ -431,16 +431,37 @@ class Plan(Executor):
         """
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {type(fn).__name__}")
-        blob = _pickle_call((fn, args, kwargs), fn)
-        future: Future = Future()
+        # The function and the arguments are pickled apart: while the function
+        # pickles to the same bytes as the first of its name, each call keeps
+        # only its arguments and a chunk carries the function once, as in map.
+        fn_blob = _pickle_call(fn, fn)
         name = envelope.qualified_name(fn)
-        group = self._submit_groups.get(name)
-        if group is None:
-            group = self._submit_groups.setdefault(
-                name, _Group(name, None, self._settings.chunksize,
-                             item_seconds=self._item_seconds.get(name)))
+        group = self._submit_group(name, fn_blob)
+        if group.fn_blob is None:  # a closure over other values, or redefined
+            blob = _pickle_call((fn, args, kwargs), fn)
+        else:
+            blob = _pickle_call((args, kwargs), fn)
+        future: Future = Future()
         self._enqueue([(future, blob, group)], burst=True)
         return future
+
+    def _submit_group(self, name: str, fn_blob: bytes) -> _Group:
+        """The group of ``submit`` calls of the function ``name`` pickled as
+        ``fn_blob``; the calls of another function of that name share a
+        group that carries whole calls."""
+        group = self._submit_groups.get(name)
+        if group is None:
+            group = self._submit_groups.setdefault(name, _Group(
+                name, fn_blob, self._settings.chunksize,
+                item_seconds=self._item_seconds.get(name)))
+        if group.fn_blob == fn_blob:
+            return group
+        whole = self._submit_groups.get(f"{name}\0")
+        if whole is None:
+            whole = self._submit_groups.setdefault(f"{name}\0", _Group(
+                name, None, self._settings.chunksize,
+                item_seconds=self._item_seconds.get(name)))
+        return whole
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: float | None = None, chunksize: int | None = None) -> Iterator[Any]:
@@ -704,23 +725,24 @@ class Plan(Executor):
         """How many of the group's items go into the next task object.
 
         The group's whole size (a ``map`` call, or a burst of ``submit``
-        calls) in equal chunks, two per worker of the plan, so that large
-        work travels in few objects and ends on every worker at about the
-        same time; but no more than about a second of work as measured on
-        the workers (one item per task object until the first result tells),
-        so that the tail stays short when items are slow.
+        calls) in equal chunks, so that large work travels in few objects
+        and ends on every worker at about the same time: two chunks per
+        worker of the plan, or more, a multiple of the workers, where that
+        would be over about a second of work as measured on the workers.
+        Until the first result tells, one item per task object.
         """
         if group.chunksize:
             return group.chunksize
         if self._settings.max_tasks_per_worker:
             return 1  # the limit counts calls: one per task object
-        spread = math.ceil(max(group.total, group.remaining)
-                           / (QUEUE_DEPTH_PER_WORKER * self._settings.workers))
         if group.item_seconds is None:
-            by_time = UNMEASURED_CHUNK_ITEMS
-        else:
-            by_time = int(CHUNK_SECONDS / max(group.item_seconds, 1e-6))
-        return max(1, min(spread, by_time, MAX_CHUNK_ITEMS))
+            return UNMEASURED_CHUNK_ITEMS
+        workers = self._settings.workers
+        total = max(group.total, group.remaining)
+        cap = max(1, min(MAX_CHUNK_ITEMS,
+                         int(CHUNK_SECONDS / max(group.item_seconds, 1e-6))))
+        rounds = max(QUEUE_DEPTH_PER_WORKER, math.ceil(total / (workers * cap)))
+        return max(1, math.ceil(total / (workers * rounds)))
 
     def _start_threads(self) -> None:
         self._engine = threading.Thread(target=self._engine_main, daemon=True,
