@@ -13,6 +13,9 @@ def aws_env(monkeypatch):
     for key in list(os.environ):
         if key.startswith("AWS_"):
             monkeypatch.delenv(key)
+    # An in-process local runner earlier in the run sets moto's account; the
+    # fake cloud's backends are keyed by moto's default one.
+    monkeypatch.delenv("MOTO_ACCOUNT_ID", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

@@ -164,6 +164,9 @@ class Runner:
 
     def __init__(self, config: RunnerConfig) -> None:
         _check_loopback(config.host)
+        # moto reads its account from the environment on every request; the
+        # old value comes back in stop(), for a runner hosted in a test.
+        self._account_before = os.environ.get("MOTO_ACCOUNT_ID")
         os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
         self.config = config
         self.quotas = quota_api.Quotas(config.quota_on_demand, config.quota_spot)
@@ -212,6 +215,10 @@ class Runner:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._account_before is None:
+            os.environ.pop("MOTO_ACCOUNT_ID", None)
+        else:
+            os.environ["MOTO_ACCOUNT_ID"] = self._account_before
 
     def __enter__(self) -> Runner:
         return self.start()
