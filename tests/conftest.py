@@ -55,3 +55,15 @@ def cloud(local_cloud, monkeypatch):
         monkeypatch.setenv(key, value)
     local_cloud.clear_faults()
     yield local_cloud
+
+
+def pytest_configure(config):
+    """A run stopped with SIGTERM (CI's timeout, ``kill``) unwinds like Ctrl-C,
+    so the session fixtures still stop the servers they started."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
