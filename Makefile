@@ -29,8 +29,10 @@ test: install container-tools
 test-fast: install
 	$(RUN) pytest -q -ra -m "not cloud and not slow"
 
+# The peers (Dask, Lithops) and matplotlib are the bench group, installed only here.
 bench: install
-	$(RUN) python bench/run.py
+	$(UV) sync --locked --all-packages --group bench
+	$(RUN) --group bench python bench/run.py
 
 lint:
 	$(RUN) ruff check .
