@@ -1,7 +1,11 @@
 """Small process helpers: free ports, spawning servers, waiting for health, stopping by pid.
 
-A recorded process is ``{"pid": int, "create_time": float}``; the create time guards
-against pid reuse, so a stale state file never makes us signal a stranger.
+A recorded process is ``{"pid": int, "create_time": float, "start_ticks": int}``; its
+start time guards against pid reuse, so a stale state file never makes us signal a
+stranger. On Linux the start is compared in clock ticks since boot (``/proc/<pid>/stat``),
+which no change of the wall clock moves: psutil's ``create_time`` adds the boot time,
+which ``/proc/stat`` gives in whole seconds and which shifts by a second when the
+clock is adjusted, so the same process can read a second later than it was recorded.
 """
 
 from __future__ import annotations
@@ -42,7 +46,19 @@ def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[str, Any]
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
+    return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
+            "start_ticks": _start_ticks(proc.pid)}
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot; None off Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command (which may hold spaces and parentheses): the
+    # state is field 3, the start time field 22.
+    return int(stat[stat.rindex(")") + 2:].split()[19])
 
 
 def alive(rec: dict[str, Any] | None) -> bool:
@@ -51,8 +67,12 @@ def alive(rec: dict[str, Any] | None) -> bool:
         return False
     try:
         proc = psutil.Process(rec["pid"])
-        return (abs(proc.create_time() - rec["create_time"]) < 0.01
-                and proc.status() != psutil.STATUS_ZOMBIE)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        ticks = rec.get("start_ticks")
+        if ticks is not None and (now := _start_ticks(rec["pid"])) is not None:
+            return now == ticks
+        return abs(proc.create_time() - rec["create_time"]) < 1.5
     except psutil.Error:
         return False
 
