@@ -13,7 +13,9 @@ Run it on the local cloud (what `make demo` does):
     starburst-cli local down
 
 The script repeats the work serially on this machine and exits 1 unless the
-two answers agree.
+two answers agree to floating-point rounding: a worker with another number of
+CPUs runs BLAS on another number of threads, which sums in another order and
+can change the last bits of a coefficient (about 1e-12 here).
 """
 
 from __future__ import annotations
@@ -72,16 +74,19 @@ def main() -> int:
     serial_started = time.perf_counter()
     serial = np.array([refit(i) for i in range(args.replicates)])
     serial_wall = time.perf_counter() - serial_started
-    agree = np.array_equal(serial, coefs)
+    agree = coefs.shape == serial.shape and np.allclose(coefs, serial, rtol=1e-9, atol=0)
+    worst = float(np.max(np.abs(coefs - serial))) if coefs.shape == serial.shape else None
 
     print(f"\nwall time {wall:.1f} s on {len(workers)} worker(s); "
           f"serial on this machine {serial_wall:.1f} s")
-    print(f"Fargate cost of this run (us-east-1 On-Demand, 1-minute minimum per "
-          f"worker): ${cost:.4f}")
+    print(f"Fargate cost of this run ({plan.config.region} On-Demand, 1-minute "
+          f"minimum per worker): ${cost:.4f}")
     if not agree:
-        print("MISMATCH: the Fargate answer differs from the serial run", file=sys.stderr)
+        print(f"MISMATCH: the Fargate answer differs from the serial run "
+              f"(largest difference {worst})", file=sys.stderr)
         return 1
-    print(f"verified: all {args.replicates} refits match the serial run exactly")
+    print(f"verified: all {args.replicates} refits match the serial run "
+          f"(largest difference {worst:.1e}, floating-point rounding)")
     return 0
 
 

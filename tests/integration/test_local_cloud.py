@@ -2,9 +2,13 @@
 processes, results."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import as_completed
+from pathlib import Path
 
 import boto3
 import pytest
@@ -106,3 +110,15 @@ def test_cloud_shutdown_leaves_no_queue_or_worker(cloud):
             break
         time.sleep(0.5)
     assert len(tasks) == len(arns) and all(t["lastStatus"] == "STOPPED" for t in tasks)
+
+
+def test_cloud_example_job_verifies_its_answer(cloud):
+    """The demo's job (smaller): its answer from the workers matches a serial run."""
+    script = Path(__file__).parents[2] / "examples" / "bootstrap_diabetes.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--replicates", "60", "--workers", "3"],
+        capture_output=True, text=True, timeout=240, env=dict(os.environ),
+        stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "verified: all 60 refits match the serial run" in proc.stdout
+    assert "95% bootstrap confidence intervals" in proc.stdout
