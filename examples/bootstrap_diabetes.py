@@ -54,8 +54,10 @@ def main() -> int:
 
     started = time.perf_counter()
     with Plan(workers=args.workers, cpu=1, memory="2GB", idle_timeout=30) as plan:
-        print(f"session {plan.session_id}: {args.replicates} bootstrap refits "
-              f"on up to {args.workers} Fargate workers ({plan.size})")
+        print(
+            f"session {plan.session_id}: {args.replicates} bootstrap refits "
+            f"on up to {args.workers} Fargate workers ({plan.size})"
+        )
         coefs = np.array(list(plan.map(refit, range(args.replicates))))
     wall = time.perf_counter() - started
     workers = plan.registry.all()
@@ -74,19 +76,32 @@ def main() -> int:
     serial_started = time.perf_counter()
     serial = np.array([refit(i) for i in range(args.replicates)])
     serial_wall = time.perf_counter() - serial_started
-    agree = coefs.shape == serial.shape and np.allclose(coefs, serial, rtol=1e-9, atol=0)
-    worst = float(np.max(np.abs(coefs - serial))) if coefs.shape == serial.shape else None
+    agree = coefs.shape == serial.shape and np.allclose(
+        coefs, serial, rtol=1e-9, atol=0
+    )
+    worst = (
+        float(np.max(np.abs(coefs - serial))) if coefs.shape == serial.shape else None
+    )
 
-    print(f"\nwall time {wall:.1f} s on {len(workers)} worker(s); "
-          f"serial on this machine {serial_wall:.1f} s")
-    print(f"Fargate cost of this run ({plan.config.region} On-Demand, 1-minute "
-          f"minimum per worker): ${cost:.4f}")
+    print(
+        f"\nwall time {wall:.1f} s on {len(workers)} worker(s); "
+        f"serial on this machine {serial_wall:.1f} s"
+    )
+    print(
+        f"Fargate cost of this run ({plan.config.region} On-Demand, 1-minute "
+        f"minimum per worker): ${cost:.4f}"
+    )
     if not agree:
-        print(f"MISMATCH: the Fargate answer differs from the serial run "
-              f"(largest difference {worst})", file=sys.stderr)
+        print(
+            f"MISMATCH: the Fargate answer differs from the serial run "
+            f"(largest difference {worst})",
+            file=sys.stderr,
+        )
         return 1
-    print(f"verified: all {args.replicates} refits match the serial run "
-          f"(largest difference {worst:.1e}, floating-point rounding)")
+    print(
+        f"verified: all {args.replicates} refits match the serial run "
+        f"(largest difference {worst:.1e}, floating-point rounding)"
+    )
     return 0
 
 

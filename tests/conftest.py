@@ -36,8 +36,13 @@ def local_cloud(tmp_path_factory):
     free loopback ports in a temp dir; stopped (by pid) at the end."""
     from starburst_local.cloud import LocalCloud
 
-    cloud = LocalCloud(tmp_path_factory.mktemp("local-cloud"), ls_port=0,
-                       runner_port=0, quota=64, stop_grace=5)
+    cloud = LocalCloud(
+        tmp_path_factory.mktemp("local-cloud"),
+        ls_port=0,
+        runner_port=0,
+        quota=64,
+        stop_grace=5,
+    )
     cloud.start()
     try:
         yield cloud

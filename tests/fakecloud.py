@@ -34,7 +34,9 @@ def make_deployment(deployment: str = "default") -> dict[str, Any]:
     # moto's RunTask needs DNS host names on the VPC (so does a real VPC's ENI).
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    sg = ec2.create_security_group(GroupName="sb", Description="sb", VpcId=vpc)["GroupId"]
+    sg = ec2.create_security_group(GroupName="sb", Description="sb", VpcId=vpc)[
+        "GroupId"
+    ]
     boto3.client("s3", region_name=REGION).create_bucket(Bucket="sb-bucket")
     boto3.client("ecs", region_name=REGION).create_cluster(clusterName="sb-cluster")
     doc = {
@@ -55,7 +57,8 @@ def make_deployment(deployment: str = "default") -> dict[str, Any]:
         "worker_image": f"{DEFAULT_ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/sb:test",
     }
     boto3.client("ssm", region_name=REGION).put_parameter(
-        Name=parameter_name(deployment), Value=json.dumps(doc), Type="String")
+        Name=parameter_name(deployment), Value=json.dumps(doc), Type="String"
+    )
     return doc
 
 
@@ -81,8 +84,11 @@ class ThreadFargate:
 
     def tasks(self) -> list[Any]:
         backend = ecs_backends[DEFAULT_ACCOUNT_ID][REGION]
-        return [t for cluster in list(backend.tasks.values())
-                for t in list(cluster.values())]
+        return [
+            t
+            for cluster in list(backend.tasks.values())
+            for t in list(cluster.values())
+        ]
 
     def _loop(self) -> None:
         while not self._stop.wait(0.02):
@@ -97,20 +103,24 @@ class ThreadFargate:
                     t.start()
 
     def _run(self, task: Any) -> None:
-        env = {e["name"]: e["value"]
-               for o in task.overrides.get("containerOverrides", [])
-               for e in o.get("environment", [])}
+        env = {
+            e["name"]: e["value"]
+            for o in task.overrides.get("containerOverrides", [])
+            for e in o.get("environment", [])
+        }
         settings = worker_mod.Settings.from_env(env)
         s3 = boto3.client("s3", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
         # moto keeps long-polling a queue deleted under it; short polls let a
         # worker notice the session ended within a second, as on AWS.
-        sqs.meta.events.register("provide-client-params.sqs.ReceiveMessage",
-                                 _short_poll)
+        sqs.meta.events.register(
+            "provide-client-params.sqs.ReceiveMessage", _short_poll
+        )
         code = 0
         try:
-            worker_mod.Worker(settings, s3, sqs, task.task_arn,
-                              task.task_arn.rsplit("/", 1)[-1]).run()
+            worker_mod.Worker(
+                settings, s3, sqs, task.task_arn, task.task_arn.rsplit("/", 1)[-1]
+            ).run()
         except Exception:
             code = 1
         task.last_status = "STOPPED"
@@ -127,8 +137,8 @@ def _short_poll(params: dict[str, Any], **kwargs: Any) -> None:
 def fake_cloud(run_workers: bool = True):
     with mock_aws():
         state_manager.set_transition(
-            model_name="ecs::task",
-            transition={"progression": "manual", "times": 10**9})
+            model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
+        )
         doc = make_deployment()
         fargate = ThreadFargate(run_workers).start()
         try:

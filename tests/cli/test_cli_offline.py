@@ -13,9 +13,18 @@ from starburst_sdk import _cost
 runner = CliRunner()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("7d", 7 * 86400), ("12h", 43200), ("30m", 1800), ("90s", 90), ("0", 0),
-    ("1.5h", 5400), ("2w", 14 * 86400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("7d", 7 * 86400),
+        ("12h", 43200),
+        ("30m", 1800),
+        ("90s", 90),
+        ("0", 0),
+        ("1.5h", 5400),
+        ("2w", 14 * 86400),
+    ],
+)
 def test_parse_duration_units(text, seconds):
     assert _output.parse_duration(text) == seconds
 
@@ -32,8 +41,17 @@ def test_cleanup_bad_duration_is_a_usage_error():
 
 
 def test_every_fleet_command_has_help():
-    for command in ("status", "sessions", "cost", "logs", "cancel", "cleanup",
-                    "doctor", "quota", "prices"):
+    for command in (
+        "status",
+        "sessions",
+        "cost",
+        "logs",
+        "cancel",
+        "cleanup",
+        "doctor",
+        "quota",
+        "prices",
+    ):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Usage" in result.output

@@ -41,9 +41,10 @@ def finished(local_cloud):
         for key, value in local_cloud.env.items():
             mp.setenv(key, value)
         with Plan(workers=2, idle_timeout=3, **SMALL) as plan:
-            assert [f.result(timeout=120) for f in
-                    [plan.submit(square, i) for i in range(6)]] == [
-                        i * i for i in range(6)]
+            assert [
+                f.result(timeout=120)
+                for f in [plan.submit(square, i) for i in range(6)]
+            ] == [i * i for i in range(6)]
         return plan.session_id, plan.cost()
 
 
@@ -62,7 +63,9 @@ def test_sessions_json_parses_back_with_counts_and_cost(cloud, finished):
     sid, cost = finished
     result = cli("sessions", "--json", "--limit", 50)
     assert result.exit_code == 0, result.output
-    doc = next(s for s in json.loads(result.stdout)["sessions"] if s["session_id"] == sid)
+    doc = next(
+        s for s in json.loads(result.stdout)["sessions"] if s["session_id"] == sid
+    )
     assert doc["state"] == "ended"
     assert doc["items"] == 6 and doc["results"] == doc["tasks"] >= 1
     assert doc["workers"] >= 1 and doc["live_workers"] == 0
@@ -128,8 +131,9 @@ ORPHAN = textwrap.dedent("""
 
 
 def test_cancel_stops_workers_of_an_orphaned_session_and_deletes_its_queue(cloud):
-    client = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE,
-                              text=True)
+    client = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True
+    )
     try:
         sid = client.stdout.readline().strip()
         deadline = time.monotonic() + 60
@@ -151,10 +155,15 @@ def test_cancel_stops_workers_of_an_orphaned_session_and_deletes_its_queue(cloud
     cfg = cloud.config
     ecs = boto3.client("ecs")
     live = ecs.list_tasks(cluster=cfg["cluster"], desiredStatus="RUNNING")["taskArns"]
-    tasks = ecs.describe_tasks(cluster=cfg["cluster"], tasks=live)["tasks"] if live else []
+    tasks = (
+        ecs.describe_tasks(cluster=cfg["cluster"], tasks=live)["tasks"] if live else []
+    )
     assert not [t for t in tasks if t.get("startedBy") == f"starburst-{sid}"]
-    queues = boto3.client("sqs").list_queues(
-        QueueNamePrefix=f"{cfg['queue_prefix']}-{sid}").get("QueueUrls", [])
+    queues = (
+        boto3.client("sqs")
+        .list_queues(QueueNamePrefix=f"{cfg['queue_prefix']}-{sid}")
+        .get("QueueUrls", [])
+    )
     assert queues == []
     sessions = json.loads(cli("sessions", "--json").stdout)["sessions"]
     assert next(s for s in sessions if s["session_id"] == sid)["state"] == "cancelled"
@@ -164,20 +173,39 @@ def test_cleanup_dry_run_changes_nothing_then_cleanup_removes(cloud, finished):
     cfg = cloud.config
     s3, sqs, ecs = boto3.client("s3"), boto3.client("sqs"), boto3.client("ecs")
     old = "20200101-000000-c1ea11"
-    s3.put_object(Bucket=cfg["bucket"],
-                  Key=f"{cfg['prefix']}sessions/{old}/session.json",
-                  Body=json.dumps({"session_id": old, "deployment": "default",
-                                   "created": 1577836800.0, "state": "ended",
-                                   "settings": {}, "workers": [], "tasks": []}))
-    s3.put_object(Bucket=cfg["bucket"],
-                  Key=f"{cfg['prefix']}sessions/{old}/tasks/00000001.msgpack", Body=b"x")
+    s3.put_object(
+        Bucket=cfg["bucket"],
+        Key=f"{cfg['prefix']}sessions/{old}/session.json",
+        Body=json.dumps(
+            {
+                "session_id": old,
+                "deployment": "default",
+                "created": 1577836800.0,
+                "state": "ended",
+                "settings": {},
+                "workers": [],
+                "tasks": [],
+            }
+        ),
+    )
+    s3.put_object(
+        Bucket=cfg["bucket"],
+        Key=f"{cfg['prefix']}sessions/{old}/tasks/00000001.msgpack",
+        Body=b"x",
+    )
     queue = sqs.create_queue(QueueName=f"{cfg['queue_prefix']}-{old}")["QueueUrl"]
     family = "starburst-default-cleanuptest"
-    revisions = [ecs.register_task_definition(
-        family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
-        cpu="256", memory="512", containerDefinitions=[
-            {"name": "worker", "image": "x", "memory": 512}],
-    )["taskDefinition"]["taskDefinitionArn"] for _ in range(2)]
+    revisions = [
+        ecs.register_task_definition(
+            family=family,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[{"name": "worker", "image": "x", "memory": 512}],
+        )["taskDefinition"]["taskDefinitionArn"]
+        for _ in range(2)
+    ]
 
     dry = cli("cleanup", "--older-than", "1d", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
@@ -194,15 +222,18 @@ def test_cleanup_dry_run_changes_nothing_then_cleanup_removes(cloud, finished):
 
     result = cli("cleanup", "--older-than", "1d")
     assert result.exit_code == 0, result.output
-    left = s3.list_objects_v2(Bucket=cfg["bucket"],
-                              Prefix=f"{cfg['prefix']}sessions/{old}/")
+    left = s3.list_objects_v2(
+        Bucket=cfg["bucket"], Prefix=f"{cfg['prefix']}sessions/{old}/"
+    )
     assert left.get("KeyCount", 0) == 0
-    assert queue not in sqs.list_queues(
-        QueueNamePrefix=cfg["queue_prefix"]).get("QueueUrls", [])
+    assert queue not in sqs.list_queues(QueueNamePrefix=cfg["queue_prefix"]).get(
+        "QueueUrls", []
+    )
     status = ecs.describe_task_definition(taskDefinition=revisions[0])
     assert status["taskDefinition"]["status"] == "INACTIVE"
-    again = json.loads(cli("cleanup", "--older-than", "1d", "--dry-run",
-                           "--json").stdout)["actions"]
+    again = json.loads(
+        cli("cleanup", "--older-than", "1d", "--dry-run", "--json").stdout
+    )["actions"]
     assert not [a for a in again if a["kind"] in ("session", "queue")]
 
 
@@ -212,8 +243,15 @@ def test_doctor_passes_every_check_on_the_local_cloud(cloud):
     assert result.exit_code == 0, doc
     assert doc["ok"]
     assert [c["check"] for c in doc["checks"]] == [
-        "credentials", "config", "bucket", "cluster", "log group", "network", "image",
-        "quota"]
+        "credentials",
+        "config",
+        "bucket",
+        "cluster",
+        "log group",
+        "network",
+        "image",
+        "quota",
+    ]
     lines = cli("doctor").stdout.splitlines()
     assert lines[0].startswith("ok   credentials")
 

@@ -17,18 +17,22 @@ def square(x):
 def session_json(plan):
     cfg = plan.config
     body = boto3.client("s3").get_object(
-        Bucket=cfg.bucket, Key=registry_key(cfg.prefix, plan.session_id))["Body"]
+        Bucket=cfg.bucket, Key=registry_key(cfg.prefix, plan.session_id)
+    )["Body"]
     return body.read()
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"spot": "yes"}, TypeError),
-    ({"detach": 1}, TypeError),
-    ({"arch": "arm"}, ValueError),
-    ({"max_cost": 0}, ValueError),
-    ({"max_cost": "5"}, TypeError),
-    ({"max_cost": 1.0, "region": "xx-nowhere-9"}, "region's price"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"spot": "yes"}, TypeError),
+        ({"detach": 1}, TypeError),
+        ({"arch": "arm"}, ValueError),
+        ({"max_cost": 0}, ValueError),
+        ({"max_cost": "5"}, TypeError),
+        ({"max_cost": 1.0, "region": "xx-nowhere-9"}, "region's price"),
+    ],
+)
 def test_plan_checks_money_arguments(aws_env, kwargs, error):
     if isinstance(error, str):
         with pytest.raises(ValueError, match=error):
@@ -66,14 +70,16 @@ def test_plan_budget_limits_how_many_workers_start(fake):
     minute = 60 * _cost.rate("us-east-1").per_second(1, 2)
     with Plan(workers=4, idle_timeout=2, max_cost=2.5 * minute) as plan:
         assert list(plan.map(square, range(8), chunksize=1)) == [
-            x * x for x in range(8)]
+            x * x for x in range(8)
+        ]
     assert len(plan.registry.all()) == 2
 
 
 def test_plan_cost_matches_the_session_json_after_shutdown(fake):
     with Plan(workers=2, idle_timeout=2) as plan:
         assert list(plan.map(square, range(6), chunksize=1)) == [
-            x * x for x in range(6)]
+            x * x for x in range(6)
+        ]
         plan._monitor()  # record the start times, as the engine would
     again = Registry.from_json(session_json(plan))
     assert plan.cost() == _cost.session_cost(again).total > 0

@@ -13,8 +13,14 @@ def test_prices_bundled_table_has_source_date_and_main_regions():
     doc = _cost.load_prices()
     _cost.check_prices(doc)
     assert doc["source"] and doc["as_of"]
-    for region in ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1",
-                   "ap-southeast-1", "ap-northeast-1"):
+    for region in (
+        "us-east-1",
+        "us-west-2",
+        "eu-west-1",
+        "eu-central-1",
+        "ap-southeast-1",
+        "ap-northeast-1",
+    ):
         assert region in doc["regions"]
 
 
@@ -55,19 +61,39 @@ def test_prices_written_table_takes_precedence(tmp_path, monkeypatch):
 
 
 def _product(region, usage, usd):
-    return json.dumps({
-        "product": {"productFamily": "Compute",
-                    "attributes": {"regionCode": region, "usagetype": usage,
-                                   "servicecode": "AmazonECS"}},
-        "terms": {"OnDemand": {"T1": {"priceDimensions": {
-            "T1.D1": {"unit": "hours", "pricePerUnit": {"USD": str(usd)}}}}}},
-    })
+    return json.dumps(
+        {
+            "product": {
+                "productFamily": "Compute",
+                "attributes": {
+                    "regionCode": region,
+                    "usagetype": usage,
+                    "servicecode": "AmazonECS",
+                },
+            },
+            "terms": {
+                "OnDemand": {
+                    "T1": {
+                        "priceDimensions": {
+                            "T1.D1": {
+                                "unit": "hours",
+                                "pricePerUnit": {"USD": str(usd)},
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    )
 
 
 USAGE = {
     ("on_demand", "x86_64", "vcpu_hour"): ("USE1-Fargate-vCPU-Hours:perCPU", 0.04048),
     ("on_demand", "x86_64", "gb_hour"): ("USE1-Fargate-GB-Hours", 0.004445),
-    ("on_demand", "arm64", "vcpu_hour"): ("USE1-Fargate-ARM-vCPU-Hours:perCPU", 0.03238),
+    ("on_demand", "arm64", "vcpu_hour"): (
+        "USE1-Fargate-ARM-vCPU-Hours:perCPU",
+        0.03238,
+    ),
     ("on_demand", "arm64", "gb_hour"): ("USE1-Fargate-ARM-GB-Hours", 0.00356),
     ("spot", "x86_64", "vcpu_hour"): ("USE1-SpotUsage-vCPU-Hours:perCPU", 0.0121),
     ("spot", "x86_64", "gb_hour"): ("USE1-SpotUsage-GB-Hours", 0.0013),
@@ -85,16 +111,25 @@ def test_prices_refresh_from_the_pricing_api(aws_env):
         _product("us-east-1", "USE1-Fargate-Windows-vCPU-Hours:perCPU", 0.09),
         _product("eu-west-3", "EUW3-Fargate-vCPU-Hours:perCPU", 0.05),  # incomplete
     ]
-    expected = {"ServiceCode": "AmazonECS", "FormatVersion": "aws_v1",
-                "MaxResults": 100,
-                "Filters": [{"Type": "TERM_MATCH", "Field": "productFamily",
-                             "Value": "Compute"}]}
+    expected = {
+        "ServiceCode": "AmazonECS",
+        "FormatVersion": "aws_v1",
+        "MaxResults": 100,
+        "Filters": [
+            {"Type": "TERM_MATCH", "Field": "productFamily", "Value": "Compute"}
+        ],
+    }
     with Stubber(pricing) as stub:
-        stub.add_response("get_products", {"PriceList": page1, "NextToken": "p2",
-                                           "FormatVersion": "aws_v1"}, expected)
-        stub.add_response("get_products", {"PriceList": page2,
-                                           "FormatVersion": "aws_v1"},
-                          {**expected, "NextToken": "p2"})
+        stub.add_response(
+            "get_products",
+            {"PriceList": page1, "NextToken": "p2", "FormatVersion": "aws_v1"},
+            expected,
+        )
+        stub.add_response(
+            "get_products",
+            {"PriceList": page2, "FormatVersion": "aws_v1"},
+            {**expected, "NextToken": "p2"},
+        )
         doc = _cost.refresh_prices(pricing)
         stub.assert_no_pending_responses()
     _cost.check_prices(doc)
@@ -104,7 +139,8 @@ def test_prices_refresh_from_the_pricing_api(aws_env):
         assert entry[market][arch][dim] == usd
     assert entry["storage_gb_hour"] == 0.000111
     assert _cost.rate("us-east-1", spot=True, arch="arm64", prices=doc) == _cost.Rate(
-        0.0097, 0.0011, 0.000111)
+        0.0097, 0.0011, 0.000111
+    )
     assert doc["source"].startswith("AWS Pricing API") and doc["as_of"]
 
 

@@ -9,8 +9,13 @@ import pytest
 from starburst_sdk import _cost
 from starburst_sdk._session import Registry, WorkerRecord
 
-SETTINGS = {"cpu": 1, "memory_mib": 2048, "region": "us-east-1",
-            "capacity_provider": "FARGATE", "arch": "x86_64"}
+SETTINGS = {
+    "cpu": 1,
+    "memory_mib": 2048,
+    "region": "us-east-1",
+    "capacity_provider": "FARGATE",
+    "arch": "x86_64",
+}
 
 
 def registry(*workers, **settings):
@@ -21,8 +26,15 @@ def registry(*workers, **settings):
 
 
 def stopped(arn, started, stopped_at, **kw):
-    return WorkerRecord(arn, launched=started - 30, wave=1, status="STOPPED",
-                        started=started, stopped=stopped_at, **kw)
+    return WorkerRecord(
+        arn,
+        launched=started - 30,
+        wave=1,
+        status="STOPPED",
+        started=started,
+        stopped=stopped_at,
+        **kw,
+    )
 
 
 def test_cost_one_minute_minimum():
@@ -42,8 +54,9 @@ def test_cost_per_second_rounded_up():
 
 
 def test_cost_running_worker_counts_up_to_now():
-    running = WorkerRecord("r", launched=990.0, wave=1, status="RUNNING",
-                           started=1000.0)
+    running = WorkerRecord(
+        "r", launched=990.0, wave=1, status="RUNNING", started=1000.0
+    )
     report = _cost.session_cost(registry(running), now=1200.0)
     # 200 s: 200 * 0.04937 / 3600
     assert report.total == pytest.approx(0.00274278, abs=1e-8)
@@ -68,7 +81,8 @@ def test_cost_arm_worker_uses_the_graviton_price():
 def test_cost_depends_on_the_region():
     east = _cost.session_cost(registry(stopped("a", 0.0, 3600.0)))
     frankfurt = _cost.session_cost(
-        registry(stopped("a", 0.0, 3600.0), region="eu-central-1"))
+        registry(stopped("a", 0.0, 3600.0), region="eu-central-1")
+    )
     assert east.total == pytest.approx(0.04937, abs=1e-9)
     assert frankfurt.total == pytest.approx(0.04656 + 2 * 0.00511, abs=1e-9)
 
@@ -79,8 +93,14 @@ def test_cost_unknown_region_is_an_error():
 
 
 def test_cost_worker_that_never_started_is_free():
-    never = WorkerRecord("n", launched=0.0, wave=1, status="STOPPED", stopped=5.0,
-                         stop_code="TaskFailedToStart")
+    never = WorkerRecord(
+        "n",
+        launched=0.0,
+        wave=1,
+        status="STOPPED",
+        stopped=5.0,
+        stop_code="TaskFailedToStart",
+    )
     report = _cost.session_cost(registry(never, stopped("a", 0.0, 60.0)))
     assert report.workers[0].dollars == 0 or report.workers[1].dollars == 0
     assert report.total == pytest.approx(60 * 0.04937 / 3600)
@@ -99,8 +119,10 @@ def test_cost_unknown_start_is_a_labelled_estimate():
 
 
 def test_cost_survives_the_registry_json_round_trip():
-    reg = registry(stopped("a", 1000.0, 1125.4, capacity_provider="FARGATE_SPOT"),
-                   stopped("b", 1000.0, 1010.0))
+    reg = registry(
+        stopped("a", 1000.0, 1125.4, capacity_provider="FARGATE_SPOT"),
+        stopped("b", 1000.0, 1010.0),
+    )
     again = Registry.from_json(reg.to_json())
     assert _cost.session_cost(again) == _cost.session_cost(reg)
 
@@ -113,20 +135,32 @@ class FakeEcs:
         if self.fail:
             raise RuntimeError("ECS is down")
         self.calls.append(len(tasks))
-        return {"tasks": [{"taskArn": arn, "lastStatus": "STOPPED",
-                           "startedAt": 1000.0, "stoppedAt": 1100.0} for arn in tasks]}
+        return {
+            "tasks": [
+                {
+                    "taskArn": arn,
+                    "lastStatus": "STOPPED",
+                    "startedAt": 1000.0,
+                    "stoppedAt": 1100.0,
+                }
+                for arn in tasks
+            ]
+        }
 
 
 def test_refresh_registry_asks_only_about_live_workers_a_hundred_at_a_time():
-    live = [WorkerRecord(f"w{i}", launched=990.0, wave=1, status="RUNNING")
-            for i in range(150)]
+    live = [
+        WorkerRecord(f"w{i}", launched=990.0, wave=1, status="RUNNING")
+        for i in range(150)
+    ]
     reg = registry(stopped("done", 0.0, 60.0), *live)
     ecs = FakeEcs()
     assert _cost.refresh_registry(reg, ecs, "cluster") is True
     assert ecs.calls == [100, 50]
     assert not reg.alive()
     assert _cost.session_cost(reg).total == pytest.approx(
-        (60 + 150 * 100) * 0.04937 / 3600)
+        (60 + 150 * 100) * 0.04937 / 3600
+    )
 
 
 def test_refresh_registry_reports_an_api_failure():

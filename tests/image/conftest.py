@@ -47,7 +47,9 @@ def container_tools() -> Iterator[Tools]:
 
     # `make test` sets STARBURST_REQUIRE_CONTAINERS=1: there, a missing tool fails
     # the run instead of skipping the container tests.
-    unmet = pytest.fail if os.environ.get("STARBURST_REQUIRE_CONTAINERS") else pytest.skip
+    unmet = (
+        pytest.fail if os.environ.get("STARBURST_REQUIRE_CONTAINERS") else pytest.skip
+    )
     missing = missing_tools()
     if missing:
         unmet(f"missing {', '.join(missing)}: run scripts/install-container-tools.sh")
@@ -67,13 +69,16 @@ def container_tools() -> Iterator[Tools]:
 
 
 @pytest.fixture(scope="session")
-def container_cloud(container_tools: Tools, local_cloud: Any) -> Iterator[dict[str, Any]]:
+def container_cloud(
+    container_tools: Tools, local_cloud: Any
+) -> Iterator[dict[str, Any]]:
     # container_tools first: without the tools, skip (or fail) before the local
     # cloud spends a minute starting.
     from starburst_local.cloud import runner_call
 
-    config = local_cloud.use_containers(container_tools.engine.host,
-                                        container_tools.registry.address, DEPLOYMENT)
+    config = local_cloud.use_containers(
+        container_tools.engine.host, container_tools.registry.address, DEPLOYMENT
+    )
     try:
         yield config
     finally:
@@ -81,8 +86,12 @@ def container_cloud(container_tools: Tools, local_cloud: Any) -> Iterator[dict[s
 
 
 @pytest.fixture
-def containers(container_tools: Tools, container_cloud: dict[str, Any], local_cloud: Any,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[Tools]:
+def containers(
+    container_tools: Tools,
+    container_cloud: dict[str, Any],
+    local_cloud: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Tools]:
     """The ``containers`` deployment's environment; builds use the stand-in base."""
     for key in list(os.environ):
         if key.startswith(("AWS_", "DOCKER_", "STARBURST_")):

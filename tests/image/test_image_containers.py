@@ -17,8 +17,12 @@ import pytest
 
 from starburst_sdk import Plan, WorkerLostError, ensure_image, list_images
 
-pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.cloud,
-              pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.slow,
+    pytest.mark.cloud,
+    pytest.mark.timeout(600),
+]
 
 HELPER = '''
 import os
@@ -59,7 +63,7 @@ MYLIB = {
     "units.py": 'NAME = "metre"\n',
 }
 
-SCRIPT = '''
+SCRIPT = """
 import json
 import logging
 
@@ -72,7 +76,7 @@ logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
 with Plan(workers=1, cpu=1, memory="2GB", idle_timeout=5) as plan:
     value = plan.submit(describe, 7).result(timeout=300)
 print("RESULT " + json.dumps(value))
-'''
+"""
 
 
 def _project(root: Path, pin: str) -> Path:
@@ -84,17 +88,21 @@ def _project(root: Path, pin: str) -> Path:
 def _delete_tag(registry, repo: str, tag: str) -> None:
     """Remove ``tag`` from the registry (by its manifest digest), if it is there."""
     base = f"http://{registry.address}/v2/{repo}/manifests"
-    accept = ("application/vnd.oci.image.manifest.v1+json, "
-              "application/vnd.docker.distribution.manifest.v2+json")
-    req = urllib.request.Request(f"{base}/{tag}", method="HEAD",
-                                 headers={"Accept": accept})
+    accept = (
+        "application/vnd.oci.image.manifest.v1+json, "
+        "application/vnd.docker.distribution.manifest.v2+json"
+    )
+    req = urllib.request.Request(
+        f"{base}/{tag}", method="HEAD", headers={"Accept": accept}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             digest = resp.headers["Docker-Content-Digest"]
     except urllib.error.HTTPError:
         return
-    urllib.request.urlopen(urllib.request.Request(f"{base}/{digest}", method="DELETE"),
-                           timeout=10).close()
+    urllib.request.urlopen(
+        urllib.request.Request(f"{base}/{digest}", method="DELETE"), timeout=10
+    ).close()
 
 
 #: builder -> digests of the image's site-packages, to compare the two builders.
@@ -103,7 +111,8 @@ _SITES: dict[str, list[str]] = {}
 
 @pytest.mark.parametrize("builder", ["docker", "oci"])
 def test_user_script_with_helper_and_pinned_package_runs_in_container(
-        containers, container_cloud, tmp_path, builder):
+    containers, container_cloud, tmp_path, builder
+):
     proj = _project(tmp_path / "proj", "24.2")
     (proj / "helper.py").write_text(textwrap.dedent(HELPER))
     (proj / "mylib").mkdir()
@@ -120,8 +129,14 @@ def test_user_script_with_helper_and_pinned_package_runs_in_container(
     if builder == "oci":
         env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"  # no engine at all
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "script.py"], cwd=proj, env=env,
-                          capture_output=True, text=True, timeout=540)
+    done = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=proj,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-4000:]
     value = json.loads(done.stdout.split("RESULT ", 1)[1])
@@ -129,16 +144,25 @@ def test_user_script_with_helper_and_pinned_package_runs_in_container(
     # The helper module and the mylib package it imports travelled by value;
     # packaging is the image's pinned 24.2, not this client's; it ran inside the
     # container as the image's user.
-    assert value == {"square": 49, "unit": "metre", "packaging": "24.2",
-                     "in_container": True, "uid": 1000}
-    pushed = [line for line in done.stderr.splitlines() if "pushed worker image" in line]
+    assert value == {
+        "square": 49,
+        "unit": "metre",
+        "packaging": "24.2",
+        "in_container": True,
+        "uid": 1000,
+    }
+    pushed = [
+        line for line in done.stderr.splitlines() if "pushed worker image" in line
+    ]
     assert pushed, done.stderr[-2000:]
     image = next(i for i in list_images() if i.tag == tag)
     assert image.builder == builder
     if len(_SITES) == 2:  # both builders ran: their images hold the same files
         assert _SITES["docker"] == _SITES["oci"]
-    print(f"\n{builder}: script (build + push + run) {elapsed:.1f} s; {pushed[0]}; "
-          f"image {image.size / 1e6:.1f} MB compressed")
+    print(
+        f"\n{builder}: script (build + push + run) {elapsed:.1f} s; {pushed[0]}; "
+        f"image {image.size / 1e6:.1f} MB compressed"
+    )
 
 
 def test_skip_build_when_the_registry_has_the_tag(containers, tmp_path, monkeypatch):
@@ -162,8 +186,9 @@ def test_image_cli_build_and_list(containers, tmp_path):
 
     proj = _project(tmp_path / "proj", "24.1")
     runner = CliRunner()
-    built = runner.invoke(app, ["image", "build", "--project", str(proj), "--json",
-                                "--builder", "oci"])
+    built = runner.invoke(
+        app, ["image", "build", "--project", str(proj), "--json", "--builder", "oci"]
+    )
     assert built.exit_code == 0, built.output
     doc = json.loads(built.stdout)
     listed = runner.invoke(app, ["image", "list", "--json"])
@@ -180,10 +205,12 @@ def hog(mib):
 
 
 def test_container_out_of_memory_is_reported_like_fargate(containers, tmp_path):
-    image = ensure_image(project_dir=_project(tmp_path / "proj", "24.1"),
-                         builder="oci").ref
-    with Plan(workers=1, cpu=0.5, memory="1GB", max_attempts=1, idle_timeout=5,
-              image=image) as plan:
+    image = ensure_image(
+        project_dir=_project(tmp_path / "proj", "24.1"), builder="oci"
+    ).ref
+    with Plan(
+        workers=1, cpu=0.5, memory="1GB", max_attempts=1, idle_timeout=5, image=image
+    ) as plan:
         assert plan.submit(hog, 16).result(timeout=240) == 16 * 1024 * 1024
         big = plan.submit(hog, 1500)
         with pytest.raises(WorkerLostError, match="(?i)memory"):

@@ -28,36 +28,50 @@ from starburst_sdk._image import (
 INPUTS = ImageInputs(
     environment={"kind": "requirements", "files": {"requirements.txt": "ab" * 32}},
     python="3.11",
-    worker={"version": "0.1.0", "sha256": "cd" * 32,
-            "requirements": ["cloudpickle==3.1.3", "msgpack==1.2.4"],
-            "recipe": "01" * 32},
+    worker={
+        "version": "0.1.0",
+        "sha256": "cd" * 32,
+        "requirements": ["cloudpickle==3.1.3", "msgpack==1.2.4"],
+        "recipe": "01" * 32,
+    },
     base="python:3.11-slim",
     arch="x86_64",
 )
 
 
 def test_tag_is_stable_for_the_same_inputs():
-    again = ImageInputs(**{f.name: getattr(INPUTS, f.name)
-                           for f in dataclasses.fields(INPUTS)})
+    again = ImageInputs(
+        **{f.name: getattr(INPUTS, f.name) for f in dataclasses.fields(INPUTS)}
+    )
     assert again.tag == INPUTS.tag
     # Pinned: the same inputs give this tag on any machine, in any process.
     assert INPUTS.tag == "py3.11-x86_64-" + INPUTS.digest[:24]
-    assert INPUTS.digest == _image._sha256(json.dumps(
-        INPUTS.document(), sort_keys=True, separators=(",", ":")).encode())
+    assert INPUTS.digest == _image._sha256(
+        json.dumps(INPUTS.document(), sort_keys=True, separators=(",", ":")).encode()
+    )
     assert INPUTS.tag == "py3.11-x86_64-8d3856b8e105aa43863e3e80"
 
 
-@pytest.mark.parametrize("change", [
-    {"environment": {"kind": "requirements", "files": {"requirements.txt": "ef" * 32}}},
-    {"environment": {"kind": "uv.lock", "files": {"requirements.txt": "ab" * 32}}},
-    {"python": "3.12"},
-    {"worker": {**INPUTS.worker, "version": "0.2.0"}},
-    {"worker": {**INPUTS.worker, "sha256": "00" * 32}},
-    {"worker": {**INPUTS.worker, "requirements": ["cloudpickle==3.1.2"]}},
-    {"worker": {**INPUTS.worker, "recipe": "ef" * 32}},
-    {"base": "python:3.11-slim-bookworm"},
-    {"arch": "arm64"},
-], ids=lambda c: next(iter(c)))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {
+            "environment": {
+                "kind": "requirements",
+                "files": {"requirements.txt": "ef" * 32},
+            }
+        },
+        {"environment": {"kind": "uv.lock", "files": {"requirements.txt": "ab" * 32}}},
+        {"python": "3.12"},
+        {"worker": {**INPUTS.worker, "version": "0.2.0"}},
+        {"worker": {**INPUTS.worker, "sha256": "00" * 32}},
+        {"worker": {**INPUTS.worker, "requirements": ["cloudpickle==3.1.2"]}},
+        {"worker": {**INPUTS.worker, "recipe": "ef" * 32}},
+        {"base": "python:3.11-slim-bookworm"},
+        {"arch": "arm64"},
+    ],
+    ids=lambda c: next(iter(c)),
+)
 def test_tag_changes_when_any_one_input_changes(change):
     assert dataclasses.replace(INPUTS, **change).tag != INPUTS.tag
 
@@ -67,11 +81,14 @@ def test_tag_follows_the_requirement_file_contents(tmp_path):
     first = image_inputs(detect_environment(tmp_path), base_image="b:1", arch="x86_64")
     same = image_inputs(detect_environment(tmp_path), base_image="b:1", arch="x86_64")
     (tmp_path / "requirements.txt").write_text("packaging==24.1\n")
-    changed = image_inputs(detect_environment(tmp_path), base_image="b:1",
-                           arch="x86_64")
+    changed = image_inputs(
+        detect_environment(tmp_path), base_image="b:1", arch="x86_64"
+    )
     assert first.tag == same.tag != changed.tag
-    assert image_inputs(detect_environment(tmp_path), base_image="b:1",
-                        arch="amd64").tag == changed.tag  # an alias of x86_64
+    assert (
+        image_inputs(detect_environment(tmp_path), base_image="b:1", arch="amd64").tag
+        == changed.tag
+    )  # an alias of x86_64
 
 
 def test_decode_authorization_token():
@@ -79,8 +96,14 @@ def test_decode_authorization_token():
     assert decode_authorization_token(token) == ("AWS", "secret:with:colons")
 
 
-@pytest.mark.parametrize("token", ["not base64!", base64.b64encode(b"nocolon").decode(),
-                                   base64.b64encode(b":pw").decode()])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not base64!",
+        base64.b64encode(b"nocolon").decode(),
+        base64.b64encode(b":pw").decode(),
+    ],
+)
 def test_decode_authorization_token_refuses_malformed(token):
     with pytest.raises(ImageError, match="authorization token"):
         decode_authorization_token(token)
@@ -90,19 +113,27 @@ def test_ecr_credentials_from_get_authorization_token():
     class Ecr:
         def get_authorization_token(self):
             token = base64.b64encode(b"AWS:pw").decode()
-            return {"authorizationData": [{"authorizationToken": token,
-                                           "proxyEndpoint": "https://x"}]}
+            return {
+                "authorizationData": [
+                    {"authorizationToken": token, "proxyEndpoint": "https://x"}
+                ]
+            }
 
     assert _image.ecr_credentials(Ecr()) == ("AWS", "pw")
 
 
-@pytest.mark.parametrize("ref, want", [
-    ("python:3.11-slim", ("registry-1.docker.io", "library/python", "3.11-slim")),
-    ("docker.io/org/img", ("registry-1.docker.io", "org/img", "latest")),
-    ("127.0.0.1:5001/repo:tag", ("127.0.0.1:5001", "repo", "tag")),
-    ("1.dkr.ecr.us-east-1.amazonaws.com/a/b@sha256:00",
-     ("1.dkr.ecr.us-east-1.amazonaws.com", "a/b", "sha256:00")),
-])
+@pytest.mark.parametrize(
+    "ref, want",
+    [
+        ("python:3.11-slim", ("registry-1.docker.io", "library/python", "3.11-slim")),
+        ("docker.io/org/img", ("registry-1.docker.io", "org/img", "latest")),
+        ("127.0.0.1:5001/repo:tag", ("127.0.0.1:5001", "repo", "tag")),
+        (
+            "1.dkr.ecr.us-east-1.amazonaws.com/a/b@sha256:00",
+            ("1.dkr.ecr.us-east-1.amazonaws.com", "a/b", "sha256:00"),
+        ),
+    ],
+)
 def test_split_reference(ref, want):
     assert split_reference(ref) == want
 
@@ -121,7 +152,8 @@ def test_build_context_for_a_requirements_project(tmp_path):
     proj = tmp_path / "proj"
     (proj / "mylib").mkdir(parents=True)
     (proj / "requirements.txt").write_text(
-        "# pinned\npackaging==24.2\n-r more.txt\n-e ./mylib\n--index-url https://x\n")
+        "# pinned\npackaging==24.2\n-r more.txt\n-e ./mylib\n--index-url https://x\n"
+    )
     (proj / "more.txt").write_text("six==1.17.0\n")
     env = detect_environment(proj)
     assert env.kind == "requirements"
@@ -154,9 +186,11 @@ def test_build_context_for_a_uv_project(tmp_path):
     (proj / "pyproject.toml").write_text(
         '[project]\nname = "demo"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
         'dependencies = ["packaging==24.2"]\n\n[dependency-groups]\n'
-        'dev = ["six==1.17.0"]\n')
-    done = subprocess.run(["uv", "lock", "--quiet"], cwd=proj, capture_output=True,
-                          text=True)
+        'dev = ["six==1.17.0"]\n'
+    )
+    done = subprocess.run(
+        ["uv", "lock", "--quiet"], cwd=proj, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     env = detect_environment(proj)
     assert env.kind == "uv.lock"
@@ -173,17 +207,21 @@ def test_poetry_lock_main_group_only(tmp_path):
         '[[package]]\nname = "colorama"\nversion = "0.4.6"\ngroups = ["main"]\n'
         'markers = "sys_platform == \\"win32\\""\n\n'
         '[[package]]\nname = "mylib"\nversion = "0.1"\ngroups = ["main"]\n'
-        'develop = true\n[package.source]\ntype = "directory"\nurl = "../mylib"\n')
+        'develop = true\n[package.source]\ntype = "directory"\nurl = "../mylib"\n'
+    )
     env = detect_environment(tmp_path)
     assert env.kind == "poetry.lock"
-    assert env.requirements == ('colorama==0.4.6 ; sys_platform == "win32"',
-                                "packaging==24.2")
+    assert env.requirements == (
+        'colorama==0.4.6 ; sys_platform == "win32"',
+        "packaging==24.2",
+    )
     assert [p.package for p in env.problems] == ["mylib"]
 
 
 def test_pyproject_without_lock(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "x"\nversion = "1"\ndependencies = ["packaging>=24"]\n')
+        '[project]\nname = "x"\nversion = "1"\ndependencies = ["packaging>=24"]\n'
+    )
     env = detect_environment(tmp_path)
     assert (env.kind, env.requirements) == ("pyproject", ("packaging>=24",))
 
@@ -216,8 +254,9 @@ def test_missing_wheels_are_all_reported_by_name(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_image, "_pip_download", fake)
     with pytest.raises(ImageError) as info:
-        _image.download_wheels(["ok==1", "nowheel==2", "alsobad==3"],
-                               tmp_path / "w", "3.11", "x86_64")
+        _image.download_wheels(
+            ["ok==1", "nowheel==2", "alsobad==3"], tmp_path / "w", "3.11", "x86_64"
+        )
     text = str(info.value)
     assert "nowheel" in text and "alsobad" in text and "ok" not in text.split(":")[1]
     assert "manylinux wheel" in text
@@ -231,7 +270,8 @@ def test_unsupported_arch_is_refused():
 def test_client_python_is_an_input():
     env = Environment("installed", None, (), ("a==1",))
     assert image_inputs(env, base_image="b", arch="arm64").python == (
-        f"{sys.version_info.major}.{sys.version_info.minor}")
+        f"{sys.version_info.major}.{sys.version_info.minor}"
+    )
 
 
 class _Dist:
@@ -243,19 +283,34 @@ class _Dist:
         self._direct = direct_url
 
     def read_text(self, filename):
-        return json.dumps(self._direct) if filename == "direct_url.json" and \
-            self._direct else None
+        return (
+            json.dumps(self._direct)
+            if filename == "direct_url.json" and self._direct
+            else None
+        )
 
 
 def test_installed_editable_local_and_vcs_packages_are_reported_by_name(monkeypatch):
     dists = [
         _Dist("numpy", "2.1.0"),
-        _Dist("My_Tool", "0.1", {"url": "file:///home/u/my-tool",
-                                 "dir_info": {"editable": True}}),
-        _Dist("localwheel", "1.0", {"url": "file:///tmp/localwheel-1.0-py3-none-any.whl",
-                                    "archive_info": {}}),
-        _Dist("fromgit", "0.3", {"url": "https://example.org/fromgit.git",
-                                 "vcs_info": {"vcs": "git", "commit_id": "abc"}}),
+        _Dist(
+            "My_Tool",
+            "0.1",
+            {"url": "file:///home/u/my-tool", "dir_info": {"editable": True}},
+        ),
+        _Dist(
+            "localwheel",
+            "1.0",
+            {"url": "file:///tmp/localwheel-1.0-py3-none-any.whl", "archive_info": {}},
+        ),
+        _Dist(
+            "fromgit",
+            "0.3",
+            {
+                "url": "https://example.org/fromgit.git",
+                "vcs_info": {"vcs": "git", "commit_id": "abc"},
+            },
+        ),
         _Dist("pip", "24.0"),
     ]
     monkeypatch.setattr(_image.metadata, "distributions", lambda: dists)
@@ -271,7 +326,8 @@ def test_installed_editable_local_and_vcs_packages_are_reported_by_name(monkeypa
 def test_fatal_problems_stop_the_build_naming_each_package(monkeypatch, tmp_path):
     (tmp_path / "requirements.txt").write_text(
         "packaging==24.2\na @ git+https://example.org/a.git\n"
-        "b @ git+https://example.org/b.git\n")
+        "b @ git+https://example.org/b.git\n"
+    )
     with pytest.raises(ImageError) as info:
         _image.ensure_image(config=object(), clients=object(), project_dir=tmp_path)
     text = str(info.value)

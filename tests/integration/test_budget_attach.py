@@ -32,9 +32,14 @@ def slow_square(x, seconds):
 
 
 def session_registry(cloud, session_id):
-    body = boto3.client("s3").get_object(
-        Bucket=cloud.config["bucket"],
-        Key=registry_key(cloud.config["prefix"], session_id))["Body"].read()
+    body = (
+        boto3.client("s3")
+        .get_object(
+            Bucket=cloud.config["bucket"],
+            Key=registry_key(cloud.config["prefix"], session_id),
+        )["Body"]
+        .read()
+    )
     return Registry.from_json(body)
 
 
@@ -43,8 +48,10 @@ def wait_all_stopped(cloud, arns, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
         tasks = ecs.describe_tasks(cluster=cloud.config["cluster"], tasks=arns)["tasks"]
-        if all(t["lastStatus"] == "STOPPED" for t in tasks) or \
-                time.monotonic() > deadline:
+        if (
+            all(t["lastStatus"] == "STOPPED" for t in tasks)
+            or time.monotonic() > deadline
+        ):
             return tasks
         time.sleep(0.5)
 
@@ -79,11 +86,14 @@ def test_cloud_budget_stops_launching_and_stops_workers(cloud):
     assert cost == _cost.session_cost(session_registry(cloud, plan.session_id)).total
     status = CliRunner().invoke(cli_app, ["status", "--json"])
     assert status.exit_code == 0, status.output
-    assert plan.session_id not in [s["session_id"]
-                                   for s in json.loads(status.stdout)["sessions"]]
+    assert plan.session_id not in [
+        s["session_id"] for s in json.loads(status.stdout)["sessions"]
+    ]
     assert plan.session_id not in CliRunner().invoke(cli_app, ["status"]).stdout
-    print(f"budget ${budget:.6f}, cost ${cost:.6f}, {len(done)} done, "
-          f"{len(failed)} failed, {elapsed:.1f} s")
+    print(
+        f"budget ${budget:.6f}, cost ${cost:.6f}, {len(done)} done, "
+        f"{len(failed)} failed, {elapsed:.1f} s"
+    )
 
 
 ATTACH = textwrap.dedent("""
@@ -106,10 +116,21 @@ def test_cloud_detached_session_is_collected_from_another_process(cloud):
     reg = session_registry(cloud, sid)
     assert reg.state == "detached"
     assert [n for _, n in zip(reg.task_ids, reg.task_sizes, strict=True)] == [
-        1, 2, 2, 2, 2, 1]
+        1,
+        2,
+        2,
+        2,
+        2,
+        1,
+    ]
     assert any(w.alive for w in reg.all())  # left running for the attach
-    out = subprocess.run([sys.executable, "-c", ATTACH, sid], env=dict(os.environ),
-                         capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        [sys.executable, "-c", ATTACH, sid],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     assert doc["values"] == [10_000] + [x * x for x in range(9)]

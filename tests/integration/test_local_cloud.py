@@ -72,8 +72,9 @@ def test_cloud_worker_killed_mid_task_is_redelivered_once(cloud):
         while claim is None and time.monotonic() < deadline:
             for w in plan.registry.all():
                 try:
-                    body = s3.get_object(Bucket=bucket, Key=claim_key(
-                        prefix, plan.session_id, w.task_id))["Body"].read()
+                    body = s3.get_object(
+                        Bucket=bucket, Key=claim_key(prefix, plan.session_id, w.task_id)
+                    )["Body"].read()
                 except s3.exceptions.NoSuchKey:
                     continue
                 claim = json.loads(body)["held"][0]
@@ -88,8 +89,9 @@ def test_cloud_worker_killed_mid_task_is_redelivered_once(cloud):
     assert status.completed == 4 and status.failed == 0
     killed = next(w for w in plan.registry.all() if w.arn == claim["worker"])
     assert killed.exit_code == 137
-    data = s3.get_object(Bucket=bucket, Key=result_key(
-        prefix, plan.session_id, claim["task_id"]))["Body"].read()
+    data = s3.get_object(
+        Bucket=bucket, Key=result_key(prefix, plan.session_id, claim["task_id"])
+    )["Body"].read()
     assert envelope.unpack(data, "result")["attempt"] == 2
 
 
@@ -117,8 +119,12 @@ def test_cloud_example_job_verifies_its_answer(cloud):
     script = Path(__file__).parents[2] / "examples" / "bootstrap_diabetes.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--replicates", "60", "--workers", "3"],
-        capture_output=True, text=True, timeout=240, env=dict(os.environ),
-        stdin=subprocess.DEVNULL)
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "verified: all 60 refits match the serial run" in proc.stdout
     assert "95% bootstrap confidence intervals" in proc.stdout

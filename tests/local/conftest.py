@@ -16,17 +16,24 @@ import pytest
 
 from starburst_local.runner import Runner, RunnerConfig
 
-CREDS = {"region_name": "us-east-1", "aws_access_key_id": "test",
-         "aws_secret_access_key": "test"}
+CREDS = {
+    "region_name": "us-east-1",
+    "aws_access_key_id": "test",
+    "aws_secret_access_key": "test",
+}
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    config = RunnerConfig(state_dir=tmp_path_factory.mktemp("runner"), port=0,
-                          stop_grace=1.0, quota_on_demand=24, quota_spot=8,
-                          ship_logs=False,
-                          extra_env={"AWS_ACCESS_KEY_ID": "test",
-                                     "AWS_SECRET_ACCESS_KEY": "test"})
+    config = RunnerConfig(
+        state_dir=tmp_path_factory.mktemp("runner"),
+        port=0,
+        stop_grace=1.0,
+        quota_on_demand=24,
+        quota_spot=8,
+        ship_logs=False,
+        extra_env={"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"},
+    )
     with Runner(config) as r:
         yield r
 
@@ -39,33 +46,56 @@ class Ecs:
         ec2 = boto3.client("ec2", endpoint_url=url, **CREDS)
         vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
         self.subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"][
-            "SubnetId"]
+            "SubnetId"
+        ]
         self.cluster = self.client.create_cluster(
-            clusterName="t", capacityProviders=["FARGATE", "FARGATE_SPOT"])["cluster"][
-            "clusterName"]
+            clusterName="t", capacityProviders=["FARGATE", "FARGATE_SPOT"]
+        )["cluster"]["clusterName"]
 
     def taskdef(self, script: str, memory: int = 512, **container: Any) -> str:
-        cdef = {"name": "main", "image": "local", "memory": memory,
-                "command": ["python", "-c", script], **container}
+        cdef = {
+            "name": "main",
+            "image": "local",
+            "memory": memory,
+            "command": ["python", "-c", script],
+            **container,
+        }
         return self.client.register_task_definition(
-            family="t", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
-            cpu="256", memory=str(memory), containerDefinitions=[cdef],
+            family="t",
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory=str(memory),
+            containerDefinitions=[cdef],
         )["taskDefinition"]["taskDefinitionArn"]
 
     def run(self, taskdef: str, spot: bool = False, **kwargs: Any) -> dict[str, Any]:
-        where = ({"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT",
-                                                 "weight": 1}]}
-                 if spot else {"launchType": "FARGATE"})
+        where = (
+            {
+                "capacityProviderStrategy": [
+                    {"capacityProvider": "FARGATE_SPOT", "weight": 1}
+                ]
+            }
+            if spot
+            else {"launchType": "FARGATE"}
+        )
         resp = self.client.run_task(
-            cluster=self.cluster, taskDefinition=taskdef, networkConfiguration={
-                "awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": []}},
-            **where, **kwargs)
+            cluster=self.cluster,
+            taskDefinition=taskdef,
+            networkConfiguration={
+                "awsvpcConfiguration": {"subnets": [self.subnet], "securityGroups": []}
+            },
+            **where,
+            **kwargs,
+        )
         return resp["tasks"][0]
 
     def describe(self, arn: str) -> dict[str, Any]:
         return self.client.describe_tasks(cluster=self.cluster, tasks=[arn])["tasks"][0]
 
-    def wait(self, arn: str, status: str = "STOPPED", timeout: float = 60) -> dict[str, Any]:
+    def wait(
+        self, arn: str, status: str = "STOPPED", timeout: float = 60
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             task = self.describe(arn)

@@ -11,8 +11,11 @@ from starburst_local import procs
 
 
 def test_alive_survives_a_shifted_create_time(tmp_path):
-    rec = procs.spawn([sys.executable, "-c", "import time; time.sleep(30)"], {},
-                      tmp_path / "sleep.log")
+    rec = procs.spawn(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        {},
+        tmp_path / "sleep.log",
+    )
     try:
         assert rec["start_ticks"] is not None
         assert procs.alive(rec)

@@ -30,8 +30,9 @@ class EcsCalls:
         self.params: list[dict] = []
         self.responses: list[dict] = []
         self._lock = threading.Lock()
-        client.meta.events.register(f"before-parameter-build.ecs.{operation}",
-                                    self._before)
+        client.meta.events.register(
+            f"before-parameter-build.ecs.{operation}", self._before
+        )
         client.meta.events.register(f"after-call.ecs.{operation}", self._after)
 
     def _before(self, params, **kwargs):
@@ -48,8 +49,13 @@ class EcsCalls:
 
 def session_json(plan):
     cfg = plan.config
-    body = boto3.client("s3", region_name=REGION).get_object(
-        Bucket=cfg.bucket, Key=registry_key(cfg.prefix, plan.session_id))["Body"].read()
+    body = (
+        boto3.client("s3", region_name=REGION)
+        .get_object(Bucket=cfg.bucket, Key=registry_key(cfg.prefix, plan.session_id))[
+            "Body"
+        ]
+        .read()
+    )
     return json.loads(body)
 
 
@@ -72,15 +78,26 @@ def test_ecs_describe_tasks_at_most_hundred_per_call(aws_env):
         ecs = boto3.client("ecs", region_name=REGION)
         cfg = load_config(boto3.client("ssm", region_name=REGION), "default")
         spec = _ecs.TaskDefinitionSpec(
-            image="img:1", size=task_size(0.25, None),
-            execution_role_arn=cfg.execution_role_arn, task_role_arn=cfg.task_role_arn,
-            log_group=cfg.log_group, region=REGION)
+            image="img:1",
+            size=task_size(0.25, None),
+            execution_role_arn=cfg.execution_role_arn,
+            task_role_arn=cfg.task_role_arn,
+            log_group=cfg.log_group,
+            region=REGION,
+        )
         td = _ecs.ensure_task_definition(ecs, spec, "default", [])
         arns = []
         for _ in range(25):
-            arns += _ecs.run_tasks(ecs, cluster=cfg.cluster, task_definition=td,
-                                   count=10, config=cfg, environment={"A": "1"},
-                                   tags=[], started_by="test").arns
+            arns += _ecs.run_tasks(
+                ecs,
+                cluster=cfg.cluster,
+                task_definition=td,
+                count=10,
+                config=cfg,
+                environment={"A": "1"},
+                tags=[],
+                started_by="test",
+            ).arns
         assert len(arns) == 250
         calls = EcsCalls(ecs, "DescribeTasks")
         found = _ecs.describe_tasks(ecs, cfg.cluster, arns)
@@ -89,8 +106,16 @@ def test_ecs_describe_tasks_at_most_hundred_per_call(aws_env):
         assert sorted(t["taskArn"] for t in found) == sorted(arns)
         assert _ecs.describe_tasks(ecs, cfg.cluster, []) == []
         with pytest.raises(ValueError, match="1 to 10"):
-            _ecs.run_tasks(ecs, cluster=cfg.cluster, task_definition=td, count=11,
-                           config=cfg, environment={}, tags=[], started_by="t")
+            _ecs.run_tasks(
+                ecs,
+                cluster=cfg.cluster,
+                task_definition=td,
+                count=11,
+                config=cfg,
+                environment={},
+                tags=[],
+                started_by="t",
+            )
 
 
 def test_ecs_run_task_overrides_small_when_argument_is_large(fake):
@@ -102,7 +127,8 @@ def test_ecs_run_task_overrides_small_when_argument_is_large(fake):
         s3 = boto3.client("s3", region_name=REGION)
         objs = s3.list_objects_v2(
             Bucket=doc["bucket"],
-            Prefix=f"{doc['prefix']}sessions/{plan.session_id}/tasks/")["Contents"]
+            Prefix=f"{doc['prefix']}sessions/{plan.session_id}/tasks/",
+        )["Contents"]
     assert calls.params
     for params in calls.params:
         assert len(json.dumps(params["overrides"])) < 8192
@@ -123,9 +149,16 @@ def test_ecs_run_tasks_refuses_oversized_overrides():
             raise AssertionError("RunTask must not be called")
 
     with pytest.raises(ValueError, match="8192"):
-        _ecs.run_tasks(NeverCalled(), cluster="c", task_definition="td", count=1,
-                       config=Cfg(), environment={"BIG": "y" * 9000}, tags=[],
-                       started_by="t")
+        _ecs.run_tasks(
+            NeverCalled(),
+            cluster="c",
+            task_definition="td",
+            count=1,
+            config=Cfg(),
+            environment={"BIG": "y" * 9000},
+            tags=[],
+            started_by="t",
+        )
 
 
 def test_ecs_task_definition_reused_for_same_size_new_for_other_memory(fake):
@@ -151,14 +184,17 @@ def test_ecs_quota_limits_live_workers(fake):
     _, fargate = fake
     peak = []
 
-    with Plan(workers=10, cpu=1, vcpu_quota=4, max_tasks_per_worker=1,
-              idle_timeout=1) as plan:
+    with Plan(
+        workers=10, cpu=1, vcpu_quota=4, max_tasks_per_worker=1, idle_timeout=1
+    ) as plan:
+
         def before(params, **kwargs):
             alive = sum(1 for t in fargate.tasks() if t.last_status != "STOPPED")
             peak.append(alive + params["count"])
 
         plan._clients.ecs.meta.events.register(
-            "before-parameter-build.ecs.RunTask", before)
+            "before-parameter-build.ecs.RunTask", before
+        )
         futures = [plan.submit(square, i) for i in range(10)]
         assert [f.result(timeout=60) for f in futures] == [i * i for i in range(10)]
         waves = plan.status().wave
@@ -199,7 +235,8 @@ def test_ecs_every_launched_arn_is_registered(fake):
     with Plan(workers=4, max_tasks_per_worker=1, vcpu_quota=2, idle_timeout=1) as plan:
         calls = EcsCalls(plan._clients.ecs, "RunTask")
         assert list(plan.map(square, range(8), chunksize=1)) == [
-            x * x for x in range(8)]
+            x * x for x in range(8)
+        ]
     launched = set(calls.arns())
     assert launched and launched == set(plan.registry.workers)
     doc = session_json(plan)

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-PICKLE = textwrap.dedent('''
+PICKLE = textwrap.dedent("""
     import sys
 
     import cloudpickle
@@ -14,9 +14,9 @@ PICKLE = textwrap.dedent('''
 
     ship_local_modules(describe)
     sys.stdout.buffer.write(cloudpickle.dumps(describe))
-''')
+""")
 
-HELPER = textwrap.dedent('''
+HELPER = textwrap.dedent("""
     import helper2
     import mylib.units as units
     from mylib import scale
@@ -24,7 +24,7 @@ HELPER = textwrap.dedent('''
 
     def describe(x):
         return [helper2.twice(x), scale(x, 3), units.NAME]
-''')
+""")
 
 
 def test_local_modules_and_their_local_imports_travel_by_value(tmp_path):
@@ -36,14 +36,21 @@ def test_local_modules_and_their_local_imports_travel_by_value(tmp_path):
     (user / "mylib" / "core.py").write_text("def scale(x, k):\n    return x * k\n")
     (user / "mylib" / "units.py").write_text('NAME = "metre"\n')
     (user / "pickle_it.py").write_text(PICKLE)
-    blob = subprocess.run([sys.executable, "pickle_it.py"], cwd=user,
-                          capture_output=True, check=True).stdout
+    blob = subprocess.run(
+        [sys.executable, "pickle_it.py"], cwd=user, capture_output=True, check=True
+    ).stdout
     # Elsewhere, with none of the user's files importable: the worker's situation.
     elsewhere = tmp_path / "worker"
     elsewhere.mkdir()
     done = subprocess.run(
-        [sys.executable, "-c", "import pickle, sys; "
-         "print(pickle.loads(sys.stdin.buffer.read())(7))"],
-        cwd=elsewhere, input=blob, capture_output=True)
+        [
+            sys.executable,
+            "-c",
+            "import pickle, sys; print(pickle.loads(sys.stdin.buffer.read())(7))",
+        ],
+        cwd=elsewhere,
+        input=blob,
+        capture_output=True,
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().strip() == "[14, 21, 'metre']"

@@ -67,7 +67,8 @@ def raise_locked(x):
 
 def s3_keys(doc, session_id, kind):
     resp = boto3.client("s3", region_name=REGION).list_objects_v2(
-        Bucket=doc["bucket"], Prefix=f"{doc['prefix']}sessions/{session_id}/{kind}/")
+        Bucket=doc["bucket"], Prefix=f"{doc['prefix']}sessions/{session_id}/{kind}/"
+    )
     return [o["Key"] for o in resp.get("Contents", [])]
 
 
@@ -113,7 +114,8 @@ def _nested_lock(tmp_path):
     ids=["lock", "file", "generator", "lambda-with-lock", "nested-rlock"],
 )
 def test_plan_submit_unpicklable_raises_type_error_and_sends_nothing(
-        fake, tmp_path, make, type_name):
+    fake, tmp_path, make, type_name
+):
     doc, _ = fake
     bad = make(tmp_path)
     try:
@@ -138,14 +140,18 @@ def test_plan_submit_unpicklable_raises_type_error_and_sends_nothing(
 
 def test_plan_submit_unpicklable_function_raises_type_error(fake):
     lock = threading.Lock()
-    with Plan(workers=1, idle_timeout=1) as plan, pytest.raises(
-            TypeError, match="_thread.lock"):
+    with (
+        Plan(workers=1, idle_timeout=1) as plan,
+        pytest.raises(TypeError, match="_thread.lock"),
+    ):
         plan.submit(lambda: lock)
 
 
 def test_plan_submit_not_callable_raises_type_error(fake):
-    with Plan(workers=1, idle_timeout=1) as plan, pytest.raises(TypeError,
-                                                               match="callable"):
+    with (
+        Plan(workers=1, idle_timeout=1) as plan,
+        pytest.raises(TypeError, match="callable"),
+    ):
         plan.submit(42)
 
 
@@ -281,9 +287,14 @@ def test_plan_with_exit_deletes_queues_and_stops_tasks(fake):
     sqs = boto3.client("sqs", region_name=REGION)
     with Plan(workers=3, idle_timeout=30) as plan:
         assert list(plan.map(square, range(6), chunksize=1)) == [
-            x * x for x in range(6)]
-        assert len(sqs.list_queues(QueueNamePrefix=doc["queue_prefix"])["QueueUrls"]) == 3
-    assert sqs.list_queues(QueueNamePrefix=doc["queue_prefix"]).get("QueueUrls", []) == []
+            x * x for x in range(6)
+        ]
+        assert (
+            len(sqs.list_queues(QueueNamePrefix=doc["queue_prefix"])["QueueUrls"]) == 3
+        )
+    assert (
+        sqs.list_queues(QueueNamePrefix=doc["queue_prefix"]).get("QueueUrls", []) == []
+    )
     assert ecs_tasks(doc) and ecs_tasks(doc, "RUNNING") == []
 
 
@@ -296,7 +307,9 @@ def test_plan_with_error_stops_everything(fake):
     GATE.set()
     for f in futures:
         assert f.cancelled() or isinstance(f.exception(timeout=60), StarburstError)
-    assert sqs.list_queues(QueueNamePrefix=doc["queue_prefix"]).get("QueueUrls", []) == []
+    assert (
+        sqs.list_queues(QueueNamePrefix=doc["queue_prefix"]).get("QueueUrls", []) == []
+    )
     assert ecs_tasks(doc, "RUNNING") == []
 
 

@@ -41,8 +41,9 @@ def held_engine(monkeypatch):
 
 
 def group(total, item_seconds=None, chunksize=None):
-    return _Group("f", None, chunksize, remaining=total, total=total,
-                  item_seconds=item_seconds)
+    return _Group(
+        "f", None, chunksize, remaining=total, total=total, item_seconds=item_seconds
+    )
 
 
 def test_chunk_items_spreads_a_measured_group_two_chunks_per_worker(fake):
@@ -175,4 +176,12 @@ def test_plan_submit_closures_of_one_name_keep_their_own_values(fake, held_engin
         futures += [plan.submit(square, 3), plan.submit(make_adder(0), 7)]
         held_engine.set()
         assert [f.result(timeout=60) for f in futures] == [
-            100, 101, 102, 103, 104, 105, 9, 7]
+            100,
+            101,
+            102,
+            103,
+            104,
+            105,
+            9,
+            7,
+        ]

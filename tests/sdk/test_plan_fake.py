@@ -26,7 +26,9 @@ def test_plan_submit_returns_value(fake):
 
 def test_plan_map_keeps_order(fake):
     with Plan(workers=3, idle_timeout=2) as plan:
-        assert list(plan.map(square, range(50), chunksize=7)) == [x * x for x in range(50)]
+        assert list(plan.map(square, range(50), chunksize=7)) == [
+            x * x for x in range(50)
+        ]
 
 
 def test_plan_as_completed_and_exception(fake):

@@ -38,8 +38,16 @@ def test_resources_task_size_accepts_valid_pairs(cpu, memory, units, mib):
 
 @pytest.mark.parametrize(
     ("cpu", "memory"),
-    [(0.25, "4GB"), (1, "1GB"), (1, "9GB"), (2, "3GB"), (8, "18GB"), (16, "36GB"),
-     (0.5, "0.5GB"), (4, "31GB")],
+    [
+        (0.25, "4GB"),
+        (1, "1GB"),
+        (1, "9GB"),
+        (2, "3GB"),
+        (8, "18GB"),
+        (16, "36GB"),
+        (0.5, "0.5GB"),
+        (4, "31GB"),
+    ],
 )
 def test_resources_task_size_rejects_invalid_pairs_naming_choices(cpu, memory):
     with pytest.raises(ValueError) as info:
@@ -69,8 +77,9 @@ def test_resources_bools_are_rejected(value):
         task_size(1, value)
 
 
-@pytest.mark.parametrize("memory", ["4TB", "four GB", "", "GB", "-4GB", "4.5.1GB",
-                                    "0.3MB", 4096.5])
+@pytest.mark.parametrize(
+    "memory", ["4TB", "four GB", "", "GB", "-4GB", "4.5.1GB", "0.3MB", 4096.5]
+)
 def test_resources_parse_memory_rejects_nonsense(memory):
     with pytest.raises(ValueError, match="memory"):
         parse_memory(memory)

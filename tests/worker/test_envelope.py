@@ -26,9 +26,15 @@ def pack(fn, calls, shared=True, task_id="00000001"):
     else:
         fn_blob = None
         blobs = [envelope.dumps((fn, args, kwargs)) for args, kwargs in calls]
-    return envelope.pack_task(task_id=task_id, session_id="s1",
-                              fn_name=envelope.qualified_name(fn), fn_blob=fn_blob,
-                              item_blobs=blobs, sdk="0.1.0", created=1.0)
+    return envelope.pack_task(
+        task_id=task_id,
+        session_id="s1",
+        fn_name=envelope.qualified_name(fn),
+        fn_blob=fn_blob,
+        item_blobs=blobs,
+        sdk="0.1.0",
+        created=1.0,
+    )
 
 
 def run_items(data):
@@ -45,9 +51,16 @@ def run_items(data):
 
 
 def result_round_trip(outcomes, task_id="00000001"):
-    data = envelope.pack_result(task_id=task_id, session_id="s1", outcomes=outcomes,
-                                sdk="0.1.0", started=1.0, finished=2.0, attempt=1,
-                                worker="w1")
+    data = envelope.pack_result(
+        task_id=task_id,
+        session_id="s1",
+        outcomes=outcomes,
+        sdk="0.1.0",
+        started=1.0,
+        finished=2.0,
+        attempt=1,
+        worker="w1",
+    )
     env = envelope.unpack(data, "result")
     return env, envelope.result_outcomes(env)
 
@@ -90,8 +103,9 @@ def test_envelope_round_trip_bytes_and_str_stay_distinct():
 
 
 def test_envelope_round_trip_timezone_aware_datetime_keeps_offset():
-    dt = datetime(2024, 1, 2, 3, 4, 5, 678901,
-                  tzinfo=timezone(timedelta(hours=-7), "PDT"))
+    dt = datetime(
+        2024, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-7), "PDT")
+    )
     (outcome,) = run_items(pack(identity, [((dt,), {})]))
     _, (back,) = result_round_trip([outcome])
     got = back.value()
@@ -166,8 +180,16 @@ def test_envelope_wrong_kind_is_rejected():
     data = pack(add, [((1,), {})])
     with pytest.raises(EnvelopeError, match="result"):
         envelope.unpack(data, "result")
-    result = envelope.pack_result(task_id="1", session_id="s", outcomes=[], sdk="0",
-                                  started=0, finished=0, attempt=1, worker="w")
+    result = envelope.pack_result(
+        task_id="1",
+        session_id="s",
+        outcomes=[],
+        sdk="0",
+        started=0,
+        finished=0,
+        attempt=1,
+        worker="w",
+    )
     with pytest.raises(EnvelopeError, match="task"):
         envelope.unpack(result, "task")
 
@@ -234,9 +256,15 @@ def test_envelope_bad_item_does_not_spoil_the_chunk():
     fn_blob = envelope.dumps(add)
     good = envelope.dumps(((1,), {"b": 1}))
     bad = b"\x80\x05definitely not a pickle"
-    data = envelope.pack_task(task_id="7", session_id="s", fn_name="add",
-                              fn_blob=fn_blob, item_blobs=[good, bad, good], sdk="0",
-                              created=0)
+    data = envelope.pack_task(
+        task_id="7",
+        session_id="s",
+        fn_name="add",
+        fn_blob=fn_blob,
+        item_blobs=[good, bad, good],
+        sdk="0",
+        created=0,
+    )
     _, back = result_round_trip(run_items(data))
     assert [o.ok for o in back] == [True, False, True]
     assert back[0].value() == back[2].value() == 2
@@ -248,9 +276,15 @@ def test_envelope_item_referencing_missing_module_fails_alone():
     missing = b"cno_such_mod\nx\n."
     with pytest.raises(ModuleNotFoundError):
         pickle.loads(missing)
-    data = envelope.pack_task(task_id="8", session_id="s", fn_name="?", fn_blob=None,
-                              item_blobs=[envelope.dumps((add, (1, 2), {})), missing],
-                              sdk="0", created=0)
+    data = envelope.pack_task(
+        task_id="8",
+        session_id="s",
+        fn_name="?",
+        fn_blob=None,
+        item_blobs=[envelope.dumps((add, (1, 2), {})), missing],
+        sdk="0",
+        created=0,
+    )
     _, back = result_round_trip(run_items(data))
     assert back[0].ok and back[0].value() == 3
     assert not back[1].ok and "ModuleNotFoundError" in back[1].error_type

@@ -40,48 +40,65 @@ class Env:
         }
         env.update(overrides)
         self.settings = worker_mod.Settings.from_env(env)
-        self.worker = worker_mod.Worker(self.settings, self.s3, self.sqs,
-                                        "arn:aws:ecs:task/c/w1", "w1")
+        self.worker = worker_mod.Worker(
+            self.settings, self.s3, self.sqs, "arn:aws:ecs:task/c/w1", "w1"
+        )
 
     def put_task(self, task_id, fn, args_list, python=None, raw=None):
         data = raw or envelope.pack_task(
-            task_id=task_id, session_id=SESSION, fn_name=envelope.qualified_name(fn),
+            task_id=task_id,
+            session_id=SESSION,
+            fn_name=envelope.qualified_name(fn),
             fn_blob=envelope.dumps(fn),
-            item_blobs=[envelope.dumps((a, {})) for a in args_list], sdk="0.1.0",
-            created=0.0)
+            item_blobs=[envelope.dumps((a, {})) for a in args_list],
+            sdk="0.1.0",
+            created=0.0,
+        )
         if python is not None:
             env = msgpack.unpackb(data, raw=False)
             env["python"] = python
             data = msgpack.packb(env, use_bin_type=True)
-        self.s3.put_object(Bucket=BUCKET, Body=data,
-                           Key=worker_mod.task_key(PREFIX, SESSION, task_id))
+        self.s3.put_object(
+            Bucket=BUCKET, Body=data, Key=worker_mod.task_key(PREFIX, SESSION, task_id)
+        )
         self.sqs.send_message(QueueUrl=self.url, MessageBody=task_id)
 
     def receive(self):
         resp = self.sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=1, VisibilityTimeout=30,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"])
+            QueueUrl=self.url,
+            MaxNumberOfMessages=1,
+            VisibilityTimeout=30,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
         (message,) = resp["Messages"]
         return message
 
     def outcomes(self, task_id):
-        obj = self.s3.get_object(Bucket=BUCKET,
-                                 Key=worker_mod.result_key(PREFIX, SESSION, task_id))
+        obj = self.s3.get_object(
+            Bucket=BUCKET, Key=worker_mod.result_key(PREFIX, SESSION, task_id)
+        )
         env = envelope.unpack(obj["Body"].read(), "result")
         return env, envelope.result_outcomes(env)
 
     def has_result(self, task_id):
         resp = self.s3.list_objects_v2(
-            Bucket=BUCKET, Prefix=worker_mod.result_key(PREFIX, SESSION, task_id))
+            Bucket=BUCKET, Prefix=worker_mod.result_key(PREFIX, SESSION, task_id)
+        )
         return resp.get("KeyCount", 0) > 0
 
     def queue_depth(self):
         attrs = self.sqs.get_queue_attributes(
-            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages",
-                                               "ApproximateNumberOfMessagesNotVisible"])
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )
         a = attrs["Attributes"]
-        return (int(a["ApproximateNumberOfMessages"]),
-                int(a["ApproximateNumberOfMessagesNotVisible"]))
+        return (
+            int(a["ApproximateNumberOfMessages"]),
+            int(a["ApproximateNumberOfMessagesNotVisible"]),
+        )
 
 
 @pytest.fixture
@@ -100,10 +117,14 @@ def test_worker_handle_writes_result_deletes_message_and_claims(wenv):
     assert env["ok"] is True and env["attempt"] == 1
     assert env["worker"] == "arn:aws:ecs:task/c/w1" and env["task_id"] == "00000001"
     assert wenv.queue_depth() == (0, 0)
-    claim = json.loads(wenv.s3.get_object(
-        Bucket=BUCKET, Key=worker_mod.claim_key(PREFIX, SESSION, "w1"))["Body"].read())
-    assert claim["held"] == [{"task_id": "00000001", "attempt": 1,
-                              "receipt": message["ReceiptHandle"]}]
+    claim = json.loads(
+        wenv.s3.get_object(
+            Bucket=BUCKET, Key=worker_mod.claim_key(PREFIX, SESSION, "w1")
+        )["Body"].read()
+    )
+    assert claim["held"] == [
+        {"task_id": "00000001", "attempt": 1, "receipt": message["ReceiptHandle"]}
+    ]
     assert wenv.worker.tasks_done == 1
 
 
@@ -146,9 +167,9 @@ def test_worker_handle_stopped_releases_message_and_reraises(wenv):
 def test_worker_handle_attempt_comes_from_receive_count(wenv):
     wenv.put_task("00000006", double, [(5,)])
     first = wenv.receive()
-    wenv.sqs.change_message_visibility(QueueUrl=wenv.url,
-                                       ReceiptHandle=first["ReceiptHandle"],
-                                       VisibilityTimeout=0)
+    wenv.sqs.change_message_visibility(
+        QueueUrl=wenv.url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
     wenv.worker.handle(wenv.receive())
     env, (outcome,) = wenv.outcomes("00000006")
     assert env["attempt"] == 2 and outcome.value() == 10
@@ -172,7 +193,11 @@ def test_worker_run_queue_deleted_returns_zero(wenv):
     s = wenv.settings
     worker = worker_mod.Worker(
         worker_mod.Settings(**{**s.__dict__, "idle_timeout": 3600.0}),
-        wenv.s3, wenv.sqs, "w", "w")
+        wenv.s3,
+        wenv.sqs,
+        "w",
+        "w",
+    )
     assert worker.run() == 0
 
 
@@ -210,7 +235,12 @@ def test_worker_settings_missing_variables_exit_with_names():
 
 
 def test_worker_settings_visibility_has_a_floor():
-    s = worker_mod.Settings.from_env({"STARBURST_BUCKET": "b", "STARBURST_SESSION": "s",
-                                      "STARBURST_QUEUE_URL": "u",
-                                      "STARBURST_VISIBILITY": "1"})
+    s = worker_mod.Settings.from_env(
+        {
+            "STARBURST_BUCKET": "b",
+            "STARBURST_SESSION": "s",
+            "STARBURST_QUEUE_URL": "u",
+            "STARBURST_VISIBILITY": "1",
+        }
+    )
     assert s.visibility == 5 and s.idle_timeout == 60 and s.max_tasks == 0

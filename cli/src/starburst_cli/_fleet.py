@@ -64,8 +64,8 @@ class Task:
             desired=desc.get("desiredStatus", "?"),
             task_definition=desc.get("taskDefinitionArn", ""),
             cpu=int(desc.get("cpu", 0) or 0) / 1024,
-            capacity_provider=desc.get("capacityProviderName") or desc.get(
-                "launchType", "FARGATE"),
+            capacity_provider=desc.get("capacityProviderName")
+            or desc.get("launchType", "FARGATE"),
             started=_ts(desc.get("startedAt")),
             created=_ts(desc.get("createdAt")),
         )
@@ -129,16 +129,18 @@ class Fleet:
         root = f"{cfg.prefix}sessions/"
         found: list[str] = []
         for page in self.clients.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=cfg.bucket, Prefix=root, Delimiter="/"):
+            Bucket=cfg.bucket, Prefix=root, Delimiter="/"
+        ):
             for common in page.get("CommonPrefixes", []):
-                found.append(common["Prefix"][len(root):].rstrip("/"))
+                found.append(common["Prefix"][len(root) :].rstrip("/"))
         return sorted(found)
 
     def registry(self, session_id: str) -> Registry | None:
         cfg = self.config
         try:
             obj = self.clients.s3.get_object(
-                Bucket=cfg.bucket, Key=registry_key(cfg.prefix, session_id))
+                Bucket=cfg.bucket, Key=registry_key(cfg.prefix, session_id)
+            )
         except Exception as exc:
             if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
@@ -148,13 +150,17 @@ class Fleet:
     def write_registry(self, registry: Registry) -> None:
         cfg = self.config
         self.clients.s3.put_object(
-            Bucket=cfg.bucket, Key=registry_key(cfg.prefix, registry.session_id),
-            Body=registry.to_json(), ContentType="application/json")
+            Bucket=cfg.bucket,
+            Key=registry_key(cfg.prefix, registry.session_id),
+            Body=registry.to_json(),
+            ContentType="application/json",
+        )
 
     def session_keys(self, session_id: str) -> Iterator[str]:
         cfg = self.config
         for page in self.clients.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=cfg.bucket, Prefix=session_prefix(cfg.prefix, session_id)):
+            Bucket=cfg.bucket, Prefix=session_prefix(cfg.prefix, session_id)
+        ):
             for obj in page.get("Contents", []):
                 yield obj["Key"]
 
@@ -166,8 +172,11 @@ class Fleet:
         for i in range(0, len(keys), 1000):  # DeleteObjects' limit
             self.clients.s3.delete_objects(
                 Bucket=self.config.bucket,
-                Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]],
-                        "Quiet": True})
+                Delete={
+                    "Objects": [{"Key": k} for k in keys[i : i + 1000]],
+                    "Quiet": True,
+                },
+            )
 
     # -- workers in ECS -----------------------------------------------------
 
@@ -178,17 +187,22 @@ class Fleet:
         arns: list[str] = []
         for status in ("RUNNING", "STOPPED") if stopped else ("RUNNING",):
             for page in ecs.get_paginator("list_tasks").paginate(
-                    cluster=cluster, desiredStatus=status):
+                cluster=cluster, desiredStatus=status
+            ):
                 arns.extend(page.get("taskArns", []))
         descs = self.describe(arns)
-        return [Task.from_description(d) for d in descs
-                if _deployment_of(d) in (None, self.deployment)]
+        return [
+            Task.from_description(d)
+            for d in descs
+            if _deployment_of(d) in (None, self.deployment)
+        ]
 
     def describe(self, arns: list[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for batch in _ecs.chunks(list(dict.fromkeys(arns)), _ecs.DESCRIBE_BATCH):
             resp = self.clients.ecs.describe_tasks(
-                cluster=self.config.cluster, tasks=list(batch), include=["TAGS"])
+                cluster=self.config.cluster, tasks=list(batch), include=["TAGS"]
+            )
             found.extend(resp.get("tasks", []))
         return found
 
@@ -222,7 +236,8 @@ class Fleet:
         sqs = self.clients.sqs
         urls: list[str] = []
         for page in sqs.get_paginator("list_queues").paginate(
-                QueueNamePrefix=self.config.queue_prefix):
+            QueueNamePrefix=self.config.queue_prefix
+        ):
             urls.extend(page.get("QueueUrls", []))
         return {u.rsplit("/", 1)[-1]: u for u in urls}
 

@@ -22,9 +22,14 @@ OK = 0
 ERROR = 1
 NOT_FOUND = 3
 
-Deployment = Annotated[str, typer.Option(
-    "--deployment", envvar="STARBURST_DEPLOYMENT",
-    help="which deployment (its SSM config document /starburst/<name>/config)")]
+Deployment = Annotated[
+    str,
+    typer.Option(
+        "--deployment",
+        envvar="STARBURST_DEPLOYMENT",
+        help="which deployment (its SSM config document /starburst/<name>/config)",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -64,18 +69,23 @@ def errors() -> Iterator[None]:
     except ValueError as exc:  # e.g. a region the price table does not know
         raise fail(str(exc)) from None
     except NoCredentialsError:
-        raise fail("no AWS credentials: run `aws configure`, set AWS_PROFILE, or "
-                   "for the local cloud `eval \"$(starburst-cli local env)\"`") from None
+        raise fail(
+            "no AWS credentials: run `aws configure`, set AWS_PROFILE, or "
+            'for the local cloud `eval "$(starburst-cli local env)"`'
+        ) from None
     except NoRegionError:
         raise fail("no AWS region: set AWS_REGION (or `aws configure`)") from None
     except EndpointConnectionError as exc:
-        raise fail(f"cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}: check the "
-                   "network, or start the local cloud with `starburst-cli local up`"
-                   ) from None
+        raise fail(
+            f"cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}: check the "
+            "network, or start the local cloud with `starburst-cli local up`"
+        ) from None
     except ClientError as exc:
         op = exc.operation_name
-        raise fail(f"AWS refused {op}: {exc}. Check that these credentials may call "
-                   "it in this account and region") from None
+        raise fail(
+            f"AWS refused {op}: {exc}. Check that these credentials may call "
+            "it in this account and region"
+        ) from None
     except BotoCoreError as exc:
         raise fail(f"AWS call failed: {exc}") from None
 
@@ -89,10 +99,17 @@ def console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
-          title: str | None = None) -> None:
-    t = Table(*columns, title=title, title_justify="left", box=None,
-              header_style="bold", pad_edge=False)
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None
+) -> None:
+    t = Table(
+        *columns,
+        title=title,
+        title_justify="left",
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+    )
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
     console().print(t)
@@ -134,5 +151,6 @@ def parse_duration(text: str) -> float:
     match = _DURATION.match(text)
     if not match:
         raise typer.BadParameter(
-            f"{text!r} is not a duration; use a number with s, m, h, d or w, e.g. 7d")
+            f"{text!r} is not a duration; use a number with s, m, h, d or w, e.g. 7d"
+        )
     return float(match.group(1)) * _UNITS[match.group(2)]

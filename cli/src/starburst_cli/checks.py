@@ -39,18 +39,24 @@ def vcpus_in_use(clients: Clients) -> dict[str, float]:
     for cluster in clusters:
         arns: list[str] = []
         for page in ecs.get_paginator("list_tasks").paginate(
-                cluster=cluster, desiredStatus="RUNNING"):
+            cluster=cluster, desiredStatus="RUNNING"
+        ):
             arns.extend(page.get("taskArns", []))
         for i in range(0, len(arns), 100):
-            for task in ecs.describe_tasks(cluster=cluster,
-                                           tasks=arns[i:i + 100]).get("tasks", []):
+            for task in ecs.describe_tasks(
+                cluster=cluster, tasks=arns[i : i + 100]
+            ).get("tasks", []):
                 if task.get("lastStatus") == "STOPPED":
                     continue
                 if task.get("launchType", "FARGATE") != "FARGATE" and not task.get(
-                        "capacityProviderName", "").startswith("FARGATE"):
+                    "capacityProviderName", ""
+                ).startswith("FARGATE"):
                     continue  # EC2 capacity does not count against Fargate's quota
-                kind = ("spot" if task.get("capacityProviderName") == "FARGATE_SPOT"
-                        else "on_demand")
+                kind = (
+                    "spot"
+                    if task.get("capacityProviderName") == "FARGATE_SPOT"
+                    else "on_demand"
+                )
                 use[kind] += int(task.get("cpu", 0) or 0) / 1024
     return use
 
@@ -62,9 +68,13 @@ def read_quotas(clients: Clients) -> dict[str, dict[str, Any]]:
     for kind, code in QUOTAS.items():
         resp = quotas.get_service_quota(ServiceCode="fargate", QuotaCode=code)
         value = float(resp["Quota"]["Value"])
-        report[kind] = {"quota_code": code, "name": resp["Quota"].get("QuotaName", ""),
-                        "limit": value, "in_use": use[kind],
-                        "free": max(0.0, value - use[kind])}
+        report[kind] = {
+            "quota_code": code,
+            "name": resp["Quota"].get("QuotaName", ""),
+            "limit": value,
+            "in_use": use[kind],
+            "free": max(0.0, value - use[kind]),
+        }
     return report
 
 
@@ -74,28 +84,41 @@ def _request(clients: Clients, vcpus: float, spot: bool) -> dict[str, Any]:
     code = SPOT_QUOTA if spot else ON_DEMAND_QUOTA
     try:
         filed = quotas.request_service_quota_increase(
-            ServiceCode="fargate", QuotaCode=code, DesiredValue=float(vcpus))
+            ServiceCode="fargate", QuotaCode=code, DesiredValue=float(vcpus)
+        )
     except Exception as exc:
         if error_code(exc) == "ResourceAlreadyExistsException":
             raise out.fail(
                 f"a request for {code} is already open: see it in the Service Quotas "
-                "console (Quota request history) and wait for AWS to decide") from None
+                "console (Quota request history) and wait for AWS to decide"
+            ) from None
         raise
     request_id = filed["RequestedQuota"]["Id"]
     change = quotas.get_requested_service_quota_change(RequestId=request_id)
     q = change["RequestedQuota"]
-    return {"request_id": request_id, "quota_code": code,
-            "desired": q.get("DesiredValue"), "status": q.get("Status"),
-            "case_id": q.get("CaseId") or None}
+    return {
+        "request_id": request_id,
+        "quota_code": code,
+        "desired": q.get("DesiredValue"),
+        "status": q.get("Status"),
+        "case_id": q.get("CaseId") or None,
+    }
 
 
 @out.errors()
 def quota(
-    request: Annotated[float | None, typer.Option(
-        "--request", min=1, help="ask AWS to raise the quota to this many vCPUs")
+    request: Annotated[
+        float | None,
+        typer.Option(
+            "--request", min=1, help="ask AWS to raise the quota to this many vCPUs"
+        ),
     ] = None,
-    spot: Annotated[bool, typer.Option(
-        "--spot", help="with --request: the Spot quota instead of On-Demand")] = False,
+    spot: Annotated[
+        bool,
+        typer.Option(
+            "--spot", help="with --request: the Spot quota instead of On-Demand"
+        ),
+    ] = False,
     as_json: out.AsJson = False,
 ) -> None:
     """Show the Fargate On-Demand and Spot vCPU quotas and their use; file an increase."""
@@ -106,17 +129,29 @@ def quota(
     if as_json:
         out.print_json(report)
         return
-    out.table(("quota", "code", "vCPU limit", "in use", "free"),
-              [(kind.replace("_", "-"), q["quota_code"], f"{q['limit']:g}",
-                f"{q['in_use']:g}", f"{q['free']:g}")
-               for kind, q in report.items() if kind in QUOTAS],
-              title=f"Fargate vCPU quotas in {clients.region}")
+    out.table(
+        ("quota", "code", "vCPU limit", "in use", "free"),
+        [
+            (
+                kind.replace("_", "-"),
+                q["quota_code"],
+                f"{q['limit']:g}",
+                f"{q['in_use']:g}",
+                f"{q['free']:g}",
+            )
+            for kind, q in report.items()
+            if kind in QUOTAS
+        ],
+        title=f"Fargate vCPU quotas in {clients.region}",
+    )
     if "request" in report:
         r = report["request"]
-        typer.echo(f"requested {r['desired']:g} vCPU for {r['quota_code']}: "
-                   f"{r['status']}"
-                   + (f", support case {r['case_id']}" if r["case_id"] else "")
-                   + f" (request {r['request_id']})")
+        typer.echo(
+            f"requested {r['desired']:g} vCPU for {r['quota_code']}: "
+            f"{r['status']}"
+            + (f", support case {r['case_id']}" if r["case_id"] else "")
+            + f" (request {r['request_id']})"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -142,17 +177,31 @@ def _network(clients: Clients, cfg: DeploymentConfig) -> str:
     found = []
     for subnet in subnets:
         sid, vpc = subnet["SubnetId"], subnet["VpcId"]
-        tables = ec2.describe_route_tables(Filters=[
-            {"Name": "association.subnet-id", "Values": [sid]}])["RouteTables"]
+        tables = ec2.describe_route_tables(
+            Filters=[{"Name": "association.subnet-id", "Values": [sid]}]
+        )["RouteTables"]
         if not tables:  # no explicit association: the VPC's main table applies
-            tables = [t for t in ec2.describe_route_tables(Filters=[
-                {"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
-                if any(a.get("Main") for a in t.get("Associations", []))]
-        routes = [r for t in tables for r in t.get("Routes", [])
-                  if r.get("DestinationCidrBlock") == "0.0.0.0/0"
-                  and r.get("State", "active") == "active"]
-        if any(r.get("NatGatewayId") or r.get("TransitGatewayId")
-               or r.get("NetworkInterfaceId") or r.get("InstanceId") for r in routes):
+            tables = [
+                t
+                for t in ec2.describe_route_tables(
+                    Filters=[{"Name": "vpc-id", "Values": [vpc]}]
+                )["RouteTables"]
+                if any(a.get("Main") for a in t.get("Associations", []))
+            ]
+        routes = [
+            r
+            for t in tables
+            for r in t.get("Routes", [])
+            if r.get("DestinationCidrBlock") == "0.0.0.0/0"
+            and r.get("State", "active") == "active"
+        ]
+        if any(
+            r.get("NatGatewayId")
+            or r.get("TransitGatewayId")
+            or r.get("NetworkInterfaceId")
+            or r.get("InstanceId")
+            for r in routes
+        ):
             found.append(f"{sid}: NAT")
             continue
         if any(str(r.get("GatewayId", "")).startswith("igw-") for r in routes):
@@ -162,18 +211,24 @@ def _network(clients: Clients, cfg: DeploymentConfig) -> str:
             raise ValueError(
                 f"subnet {sid} routes to an internet gateway but assign_public_ip is "
                 "false, so workers get no public IP: set assign_public_ip = true in "
-                "the Terraform, or route the subnet through a NAT gateway")
-        endpoints = ec2.describe_vpc_endpoints(Filters=[
-            {"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
-        have = {e["ServiceName"].rsplit(f"{cfg.region}.", 1)[-1] for e in endpoints
-                if e.get("State", "available").lower() in ("available", "pending")}
+                "the Terraform, or route the subnet through a NAT gateway"
+            )
+        endpoints = ec2.describe_vpc_endpoints(
+            Filters=[{"Name": "vpc-id", "Values": [vpc]}]
+        )["VpcEndpoints"]
+        have = {
+            e["ServiceName"].rsplit(f"{cfg.region}.", 1)[-1]
+            for e in endpoints
+            if e.get("State", "available").lower() in ("available", "pending")
+        }
         missing = [e for e in NEEDED_ENDPOINTS if e not in have]
         if missing:
             raise ValueError(
                 f"subnet {sid} has no route to the internet (no NAT or internet "
                 f"gateway) and VPC {vpc} lacks the endpoint(s) {', '.join(missing)}: "
                 "add a NAT gateway, or VPC endpoints for S3, ECR, CloudWatch Logs "
-                "and SQS, so workers can pull the image and reach the session")
+                "and SQS, so workers can pull the image and reach the session"
+            )
         found.append(f"{sid}: VPC endpoints")
     return "; ".join(found)
 
@@ -181,15 +236,18 @@ def _network(clients: Clients, cfg: DeploymentConfig) -> str:
 def _image(clients: Clients, cfg: DeploymentConfig) -> str:
     image = cfg.worker_image
     if not image:
-        raise ValueError("the deployment names no worker_image: set it in the "
-                         "Terraform, or pass Plan(image=...)")
+        raise ValueError(
+            "the deployment names no worker_image: set it in the "
+            "Terraform, or pass Plan(image=...)"
+        )
     repo_url = cfg.ecr_repository_url
     if not image.startswith(f"{repo_url}:") and not image.startswith(f"{repo_url}@"):
         return f"{image} (not in the deployment's ECR repository; not checked)"
     name = repo_url.split("/", 1)[1]
-    ref = image[len(repo_url) + 1:]
-    image_id = ({"imageDigest": ref} if image[len(repo_url)] == "@"
-                else {"imageTag": ref})
+    ref = image[len(repo_url) + 1 :]
+    image_id = (
+        {"imageDigest": ref} if image[len(repo_url)] == "@" else {"imageTag": ref}
+    )
     try:
         clients.ecr.describe_images(repositoryName=name, imageIds=[image_id])
     except Exception as exc:
@@ -197,7 +255,8 @@ def _image(clients: Clients, cfg: DeploymentConfig) -> str:
             raise ValueError(
                 f"{image} is not in ECR: build and push the worker image "
                 f"(docker build -f worker/Dockerfile -t {image} . && docker push "
-                f"{image}), or point worker_image at one that exists") from None
+                f"{image}), or point worker_image at one that exists"
+            ) from None
         raise
     return image
 
@@ -219,9 +278,12 @@ def _checks(clients: Clients, deployment: str) -> list[Check]:
         ident = clients.sts.get_caller_identity()
         return f"account {ident['Account']} as {ident['Arn']}"
 
-    if not run("credentials", whoami,
-               "; configure credentials (aws configure, AWS_PROFILE) or for the "
-               "local cloud `eval \"$(starburst-cli local env)\"`"):
+    if not run(
+        "credentials",
+        whoami,
+        "; configure credentials (aws configure, AWS_PROFILE) or for the "
+        'local cloud `eval "$(starburst-cli local env)"`',
+    ):
         return checks
     config: list[DeploymentConfig] = []
 
@@ -233,9 +295,16 @@ def _checks(clients: Clients, deployment: str) -> list[Check]:
         return checks
     cfg = config[0]
     if cfg.region != clients.region:
-        checks.append(Check("region", False, (
-            f"the deployment lives in {cfg.region} but this shell uses "
-            f"{clients.region}: set AWS_REGION={cfg.region}")))
+        checks.append(
+            Check(
+                "region",
+                False,
+                (
+                    f"the deployment lives in {cfg.region} but this shell uses "
+                    f"{clients.region}: set AWS_REGION={cfg.region}"
+                ),
+            )
+        )
 
     def bucket() -> str:
         clients.s3.head_bucket(Bucket=cfg.bucket)
@@ -245,23 +314,30 @@ def _checks(clients: Clients, deployment: str) -> list[Check]:
         found = clients.ecs.describe_clusters(clusters=[cfg.cluster])["clusters"]
         active = [c for c in found if c.get("status") == "ACTIVE"]
         if not active:
-            raise ValueError(f"ECS cluster {cfg.cluster} does not exist or is not "
-                             "ACTIVE: re-run `starburst-cli infra apply`")
+            raise ValueError(
+                f"ECS cluster {cfg.cluster} does not exist or is not "
+                "ACTIVE: re-run `starburst-cli infra apply`"
+            )
         return cfg.cluster
 
     def log_group() -> str:
-        groups = clients.logs.describe_log_groups(
-            logGroupNamePrefix=cfg.log_group)["logGroups"]
+        groups = clients.logs.describe_log_groups(logGroupNamePrefix=cfg.log_group)[
+            "logGroups"
+        ]
         if not any(g["logGroupName"] == cfg.log_group for g in groups):
-            raise ValueError(f"log group {cfg.log_group} does not exist: re-run "
-                             "`starburst-cli infra apply`")
+            raise ValueError(
+                f"log group {cfg.log_group} does not exist: re-run "
+                "`starburst-cli infra apply`"
+            )
         return cfg.log_group
 
     def quota_check() -> str:
         q = read_quotas(clients)["on_demand"]
         if q["limit"] < 0.25:
-            raise ValueError(f"the Fargate On-Demand vCPU quota is {q['limit']:g}: "
-                             "request more with `starburst-cli quota --request 32`")
+            raise ValueError(
+                f"the Fargate On-Demand vCPU quota is {q['limit']:g}: "
+                "request more with `starburst-cli quota --request 32`"
+            )
         return f"{q['limit']:g} vCPU On-Demand, {q['in_use']:g} in use"
 
     infra = "; re-run `starburst-cli infra apply`"
@@ -270,8 +346,12 @@ def _checks(clients: Clients, deployment: str) -> list[Check]:
     run("log group", log_group, infra)
     run("network", lambda: _network(clients, cfg), infra)
     run("image", lambda: _image(clients, cfg))
-    run("quota", quota_check, "; check servicequotas:GetServiceQuota permission, or "
-        "pass Plan(vcpu_quota=...) so the SDK need not read it")
+    run(
+        "quota",
+        quota_check,
+        "; check servicequotas:GetServiceQuota permission, or "
+        "pass Plan(vcpu_quota=...) so the SDK need not read it",
+    )
     return checks
 
 
@@ -291,16 +371,24 @@ def doctor(
     checks = _checks(clients, deployment)
     failed = [c for c in checks if not c.ok]
     if as_json:
-        out.print_json({"deployment": deployment, "region": clients.region,
-                        "ok": not failed,
-                        "checks": [{"check": c.name, "ok": c.ok, "detail": c.detail}
-                                   for c in checks]})
+        out.print_json(
+            {
+                "deployment": deployment,
+                "region": clients.region,
+                "ok": not failed,
+                "checks": [
+                    {"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks
+                ],
+            }
+        )
     else:
         width = max(len(c.name) for c in checks)
         for c in checks:
             typer.echo(f"{'ok' if c.ok else 'FAIL':<4} {c.name:<{width}}  {c.detail}")
-        typer.echo(f"{len(checks) - len(failed)} of {len(checks)} checks ok in "
-                   f"{time.monotonic() - started:.1f} s")
+        typer.echo(
+            f"{len(checks) - len(failed)} of {len(checks)} checks ok in "
+            f"{time.monotonic() - started:.1f} s"
+        )
     if failed:
         raise typer.Exit(out.ERROR)
 

@@ -59,7 +59,9 @@ def _plan(fleet: Fleet, cutoff: float, keep_images: int) -> list[Action]:
             continue  # not a starburst worker
         why = _orphan_reason(session, cutoff)
         if why and task.alive:
-            actions.append(Action("worker", task.arn, f"session {session.session_id} {why}"))
+            actions.append(
+                Action("worker", task.arn, f"session {session.session_id} {why}")
+            )
 
     for name in sorted(queues):
         sid = fleet.queue_session(name)
@@ -69,8 +71,13 @@ def _plan(fleet: Fleet, cutoff: float, keep_images: int) -> list[Action]:
     for sid in ids:
         session = sessions[sid]
         if _old(session, cutoff) and _orphan_reason(session, cutoff):
-            actions.append(Action("session", sid, f"{session.state}, created "
-                                  f"{out.clock(session.created)}"))
+            actions.append(
+                Action(
+                    "session",
+                    sid,
+                    f"{session.state}, created {out.clock(session.created)}",
+                )
+            )
 
     actions.extend(_task_definitions(fleet, tasks, cutoff))
     actions.extend(_images(fleet, tasks, cutoff, keep_images))
@@ -98,32 +105,42 @@ def _task_definitions(fleet: Fleet, tasks: list[Task], cutoff: float) -> list[Ac
     prefix = f"starburst-{fleet.deployment}-"
     families: list[str] = []
     for page in ecs.get_paginator("list_task_definition_families").paginate(
-            familyPrefix=prefix, status="ACTIVE"):
+        familyPrefix=prefix, status="ACTIVE"
+    ):
         families.extend(f for f in page.get("families", []) if f.startswith(prefix))
     actions = []
     for family in families:
         arns: list[str] = []
         for page in ecs.get_paginator("list_task_definitions").paginate(
-                familyPrefix=family, status="ACTIVE", sort="DESC"):
-            arns.extend(a for a in page.get("taskDefinitionArns", [])
-                        if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family)
+            familyPrefix=family, status="ACTIVE", sort="DESC"
+        ):
+            arns.extend(
+                a
+                for a in page.get("taskDefinitionArns", [])
+                if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family
+            )
         arns.sort(key=lambda a: int(a.rsplit(":", 1)[-1]), reverse=True)  # newest first
         for i, arn in enumerate(arns):
             if arn in in_use:
                 continue
             if i == 0:
                 registered = ecs.describe_task_definition(taskDefinition=arn)[
-                    "taskDefinition"].get("registeredAt")
+                    "taskDefinition"
+                ].get("registeredAt")
                 if registered is None or registered.timestamp() >= cutoff:
                     continue  # the revision the next session will reuse
-            actions.append(Action("task-definition", arn,
-                                  "no live worker uses it"
-                                  + ("" if i == 0 else "; not the newest revision")))
+            actions.append(
+                Action(
+                    "task-definition",
+                    arn,
+                    "no live worker uses it"
+                    + ("" if i == 0 else "; not the newest revision"),
+                )
+            )
     return actions
 
 
-def _images(fleet: Fleet, tasks: list[Task], cutoff: float,
-            keep: int) -> list[Action]:
+def _images(fleet: Fleet, tasks: list[Task], cutoff: float, keep: int) -> list[Action]:
     cfg = fleet.config
     if "/" not in cfg.ecr_repository_url:
         return []
@@ -145,9 +162,14 @@ def _images(fleet: Fleet, tasks: list[Task], cutoff: float,
         pushed = detail.get("imagePushedAt")
         if tags & wanted or pushed is None or pushed.timestamp() >= cutoff:
             continue
-        actions.append(Action("image", f"{repo}@{detail['imageDigest']}",
-                              f"pushed {out.clock(pushed.timestamp())}, tags "
-                              f"{', '.join(sorted(tags)) or 'none'}"))
+        actions.append(
+            Action(
+                "image",
+                f"{repo}@{detail['imageDigest']}",
+                f"pushed {out.clock(pushed.timestamp())}, tags "
+                f"{', '.join(sorted(tags)) or 'none'}",
+            )
+        )
     return actions
 
 
@@ -167,19 +189,29 @@ def _apply(fleet: Fleet, action: Action) -> None:
         c.ecs.deregister_task_definition(taskDefinition=action.target)
     elif action.kind == "image":
         repo, digest = action.target.split("@", 1)
-        c.ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageDigest": digest}])
+        c.ecr.batch_delete_image(
+            repositoryName=repo, imageIds=[{"imageDigest": digest}]
+        )
     action.done = True
 
 
 @out.errors()
 def cleanup(
-    older_than: Annotated[str, typer.Option(
-        "--older-than", help="age cutoff for sessions, task definitions and images "
-        "(e.g. 7d, 12h, 0)")] = "7d",
-    keep_images: Annotated[int, typer.Option(
-        min=0, help="newest images to keep whatever their age")] = 3,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="list what would be removed; change nothing")] = False,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="age cutoff for sessions, task definitions and images "
+            "(e.g. 7d, 12h, 0)",
+        ),
+    ] = "7d",
+    keep_images: Annotated[
+        int, typer.Option(min=0, help="newest images to keep whatever their age")
+    ] = 3,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="list what would be removed; change nothing"),
+    ] = False,
     deployment: out.Deployment = "default",
     as_json: out.AsJson = False,
 ) -> None:
@@ -195,18 +227,32 @@ def cleanup(
                 action.error = str(exc)
     failed = [a for a in actions if a.error]
     if as_json:
-        out.print_json({"deployment": deployment, "dry_run": dry_run,
-                        "older_than": older_than,
-                        "actions": [asdict(a) for a in actions]})
+        out.print_json(
+            {
+                "deployment": deployment,
+                "dry_run": dry_run,
+                "older_than": older_than,
+                "actions": [asdict(a) for a in actions],
+            }
+        )
     elif not actions:
         typer.echo(f"nothing to clean up in deployment {deployment!r}")
     else:
         verb = "would remove" if dry_run else "removed"
-        out.table(("", "kind", "target", "why"),
-                  [("FAILED" if a.error else ("-" if dry_run else "done"), a.kind,
-                    a.target, a.error or a.reason) for a in actions],
-                  title=f"{verb} {len(actions) - len(failed)} item(s)"
-                        + (" (dry run)" if dry_run else ""))
+        out.table(
+            ("", "kind", "target", "why"),
+            [
+                (
+                    "FAILED" if a.error else ("-" if dry_run else "done"),
+                    a.kind,
+                    a.target,
+                    a.error or a.reason,
+                )
+                for a in actions
+            ],
+            title=f"{verb} {len(actions) - len(failed)} item(s)"
+            + (" (dry run)" if dry_run else ""),
+        )
     if failed:
         raise out.fail(f"{len(failed)} item(s) could not be removed; see above")
 

@@ -35,7 +35,8 @@ def _session(fleet: Fleet, session_id: str) -> Registry:
         raise out.not_found(
             f"no session {session_id!r} in deployment {fleet.deployment!r} "
             f"(s3://{fleet.config.bucket}/{fleet.config.prefix}sessions/); "
-            "`starburst-cli sessions` lists the known ones")
+            "`starburst-cli sessions` lists the known ones"
+        )
     return registry
 
 
@@ -54,26 +55,44 @@ def _worker_rows(session: Session) -> list[dict[str, Any]]:
             rows.append(_worker_doc(w))
     for task in session.tasks:
         if task.arn not in known:
-            rows.append({
-                "task_id": task.task_id, "arn": task.arn, "status": task.status,
-                "wave": None, "capacity_provider": task.capacity_provider,
-                "launched": out.iso(task.created), "started": out.iso(task.started),
-                "stopped": None, "reason": None})
+            rows.append(
+                {
+                    "task_id": task.task_id,
+                    "arn": task.arn,
+                    "status": task.status,
+                    "wave": None,
+                    "capacity_provider": task.capacity_provider,
+                    "launched": out.iso(task.created),
+                    "started": out.iso(task.started),
+                    "stopped": None,
+                    "reason": None,
+                }
+            )
     return rows
 
 
 def _worker_doc(w: WorkerRecord) -> dict[str, Any]:
-    return {"task_id": w.task_id, "arn": w.arn, "status": w.status, "wave": w.wave,
-            "capacity_provider": w.capacity_provider, "launched": out.iso(w.launched),
-            "started": out.iso(w.started), "stopped": out.iso(w.stopped),
-            "reason": w.reason}
+    return {
+        "task_id": w.task_id,
+        "arn": w.arn,
+        "status": w.status,
+        "wave": w.wave,
+        "capacity_provider": w.capacity_provider,
+        "launched": out.iso(w.launched),
+        "started": out.iso(w.started),
+        "stopped": out.iso(w.stopped),
+        "reason": w.reason,
+    }
 
 
 def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     running = sum(1 for r in rows if r["status"] == "RUNNING")
     stopped = sum(1 for r in rows if r["status"] == "STOPPED")
-    return {"running": running, "pending": len(rows) - running - stopped,
-            "stopped": stopped}
+    return {
+        "running": running,
+        "pending": len(rows) - running - stopped,
+        "stopped": stopped,
+    }
 
 
 @out.errors()
@@ -95,40 +114,64 @@ def status(
             continue
         rows = _worker_rows(session)
         waves = [r["wave"] for r in rows if r["wave"] is not None]
-        docs.append({"session_id": session.session_id, "state": session.state,
-                     "created": out.iso(session.created),
-                     "wave": max(waves, default=0), "workers": _counts(rows),
-                     "worker_list": rows})
+        docs.append(
+            {
+                "session_id": session.session_id,
+                "state": session.state,
+                "created": out.iso(session.created),
+                "wave": max(waves, default=0),
+                "workers": _counts(rows),
+                "worker_list": rows,
+            }
+        )
     others = [t for t in tasks if not t.session]
     report = {
-        "deployment": deployment, "cluster": fleet.config.cluster,
+        "deployment": deployment,
+        "cluster": fleet.config.cluster,
         "sessions": docs,
-        "workers": {k: sum(d["workers"][k] for d in docs)
-                    for k in ("running", "pending", "stopped")},
-        "other_tasks": [{"task_id": t.task_id, "arn": t.arn, "status": t.status}
-                        for t in others],
+        "workers": {
+            k: sum(d["workers"][k] for d in docs)
+            for k in ("running", "pending", "stopped")
+        },
+        "other_tasks": [
+            {"task_id": t.task_id, "arn": t.arn, "status": t.status} for t in others
+        ],
     }
     if as_json:
         out.print_json(report)
         return
     w = report["workers"]
-    typer.echo(f"deployment {deployment!r}, cluster {fleet.config.cluster}: "
-               f"{len(docs)} active session(s), {w['running']} worker(s) running, "
-               f"{w['pending']} pending")
+    typer.echo(
+        f"deployment {deployment!r}, cluster {fleet.config.cluster}: "
+        f"{len(docs)} active session(s), {w['running']} worker(s) running, "
+        f"{w['pending']} pending"
+    )
     for doc in docs:
         c = doc["workers"]
-        rows = [(r["task_id"], r["status"], r["wave"] or "-", r["capacity_provider"],
-                 out.clock(_epoch(r["started"])), out.clock(_epoch(r["stopped"])),
-                 r["reason"] or "")
-                for r in doc["worker_list"]]
-        out.table(("worker", "status", "wave", "capacity", "started", "stopped",
-                   "reason"), rows,
-                  title=f"\nsession {doc['session_id']} ({doc['state']}, wave "
-                        f"{doc['wave']}): {c['running']} running, {c['pending']} "
-                        f"pending, {c['stopped']} stopped")
+        rows = [
+            (
+                r["task_id"],
+                r["status"],
+                r["wave"] or "-",
+                r["capacity_provider"],
+                out.clock(_epoch(r["started"])),
+                out.clock(_epoch(r["stopped"])),
+                r["reason"] or "",
+            )
+            for r in doc["worker_list"]
+        ]
+        out.table(
+            ("worker", "status", "wave", "capacity", "started", "stopped", "reason"),
+            rows,
+            title=f"\nsession {doc['session_id']} ({doc['state']}, wave "
+            f"{doc['wave']}): {c['running']} running, {c['pending']} "
+            f"pending, {c['stopped']} stopped",
+        )
     if others:
-        typer.echo(f"\n{len(others)} task(s) in the cluster belong to no starburst "
-                   "session: " + ", ".join(t.task_id for t in others))
+        typer.echo(
+            f"\n{len(others)} task(s) in the cluster belong to no starburst "
+            "session: " + ", ".join(t.task_id for t in others)
+        )
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -141,20 +184,33 @@ def _epoch(iso: str | None) -> float | None:
 
 def _session_doc(fleet: Fleet, session: Session) -> dict[str, Any]:
     reg = session.registry
-    doc: dict[str, Any] = {"session_id": session.session_id, "state": session.state,
-                           "created": out.iso(session.created),
-                           "live_workers": len(session.live_tasks)}
+    doc: dict[str, Any] = {
+        "session_id": session.session_id,
+        "state": session.state,
+        "created": out.iso(session.created),
+        "live_workers": len(session.live_tasks),
+    }
     if reg is None:
-        doc.update(tasks=None, items=None, results=None, workers=None, cost=None,
-                   estimated=None)
+        doc.update(
+            tasks=None,
+            items=None,
+            results=None,
+            workers=None,
+            cost=None,
+            estimated=None,
+        )
         return doc
     if any(w.alive for w in reg.all()):
         fleet.refresh(reg)
     report = fleet.cost(reg)
-    doc.update(tasks=len(reg.task_ids), items=sum(reg.task_sizes),
-               results=fleet.count_results(session.session_id),
-               workers=len(reg.workers), cost=report.total,
-               estimated=report.estimated)
+    doc.update(
+        tasks=len(reg.task_ids),
+        items=sum(reg.task_sizes),
+        results=fleet.count_results(session.session_id),
+        workers=len(reg.workers),
+        cost=report.total,
+        estimated=report.estimated,
+    )
     return doc
 
 
@@ -173,14 +229,34 @@ def sessions(
         out.print_json({"deployment": deployment, "sessions": docs})
     elif docs:
         out.table(
-            ("session", "created", "state", "tasks", "items", "results", "workers",
-             "live", "cost"),
-            [(d["session_id"], out.clock(_epoch(d["created"])), d["state"],
-              _n(d["tasks"]), _n(d["items"]), _n(d["results"]), _n(d["workers"]),
-              d["live_workers"],
-              "-" if d["cost"] is None else out.dollars(d["cost"])
-              + ("*" if d["estimated"] else ""))
-             for d in docs])
+            (
+                "session",
+                "created",
+                "state",
+                "tasks",
+                "items",
+                "results",
+                "workers",
+                "live",
+                "cost",
+            ),
+            [
+                (
+                    d["session_id"],
+                    out.clock(_epoch(d["created"])),
+                    d["state"],
+                    _n(d["tasks"]),
+                    _n(d["items"]),
+                    _n(d["results"]),
+                    _n(d["workers"]),
+                    d["live_workers"],
+                    "-"
+                    if d["cost"] is None
+                    else out.dollars(d["cost"]) + ("*" if d["estimated"] else ""),
+                )
+                for d in docs
+            ],
+        )
         if any(d["estimated"] for d in docs):
             typer.echo("* estimated: ECS could not tell every worker's times")
     if not docs:
@@ -192,15 +268,22 @@ def _n(value: int | None) -> str:
 
 
 def _cost_doc(session_id: str, report: Any) -> dict[str, Any]:
-    return {"session_id": session_id, "total": report.total,
-            "estimated": report.estimated, "note": report.note,
-            "workers": [asdict(w) for w in report.workers]}
+    return {
+        "session_id": session_id,
+        "total": report.total,
+        "estimated": report.estimated,
+        "note": report.note,
+        "workers": [asdict(w) for w in report.workers],
+    }
 
 
 @out.errors()
 def cost(
-    session: Annotated[str | None, typer.Argument(
-        help="one session's breakdown per worker; default: every recent session")
+    session: Annotated[
+        str | None,
+        typer.Argument(
+            help="one session's breakdown per worker; default: every recent session"
+        ),
     ] = None,
     deployment: out.Deployment = "default",
     limit: Limit = 20,
@@ -215,13 +298,24 @@ def cost(
         if as_json:
             out.print_json(doc)
             return
-        out.table(("worker", "capacity", "seconds", "billed", "cost"),
-                  [(w["arn"].rsplit("/", 1)[-1], w["capacity_provider"],
-                    f"{w['seconds']:.1f}", f"{w['billed_seconds']:.1f}",
-                    out.dollars(w["dollars"])) for w in doc["workers"]],
-                  title=f"session {session} ({registry.state})")
-        typer.echo(f"total {out.dollars(doc['total'])}"
-                   + (" (estimated)" if doc["estimated"] else ""))
+        out.table(
+            ("worker", "capacity", "seconds", "billed", "cost"),
+            [
+                (
+                    w["arn"].rsplit("/", 1)[-1],
+                    w["capacity_provider"],
+                    f"{w['seconds']:.1f}",
+                    f"{w['billed_seconds']:.1f}",
+                    out.dollars(w["dollars"]),
+                )
+                for w in doc["workers"]
+            ],
+            title=f"session {session} ({registry.state})",
+        )
+        typer.echo(
+            f"total {out.dollars(doc['total'])}"
+            + (" (estimated)" if doc["estimated"] else "")
+        )
         if doc["note"]:
             typer.echo(doc["note"])
         return
@@ -234,19 +328,33 @@ def cost(
         if any(w.alive for w in registry.all()):
             fleet.refresh(registry)
         report = fleet.cost(registry)
-        docs.append({"session_id": sid, "state": registry.state,
-                     "workers": len(registry.workers), "total": report.total,
-                     "estimated": report.estimated})
+        docs.append(
+            {
+                "session_id": sid,
+                "state": registry.state,
+                "workers": len(registry.workers),
+                "total": report.total,
+                "estimated": report.estimated,
+            }
+        )
     if not docs:
         raise out.not_found(f"no sessions in deployment {deployment!r}")
     total = sum(d["total"] for d in docs)
     if as_json:
         out.print_json({"deployment": deployment, "sessions": docs, "total": total})
         return
-    out.table(("session", "state", "workers", "cost"),
-              [(d["session_id"], d["state"], d["workers"],
-                out.dollars(d["total"]) + (" (estimated)" if d["estimated"] else ""))
-               for d in docs])
+    out.table(
+        ("session", "state", "workers", "cost"),
+        [
+            (
+                d["session_id"],
+                d["state"],
+                d["workers"],
+                out.dollars(d["total"]) + (" (estimated)" if d["estimated"] else ""),
+            )
+            for d in docs
+        ],
+    )
     typer.echo(f"total {out.dollars(total)} over {len(docs)} session(s)")
 
 
@@ -264,8 +372,11 @@ class _Stream:
     def read(self, logs: Any, group: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         while True:
-            args: dict[str, Any] = {"logGroupName": group, "logStreamName": self.name,
-                                    "startFromHead": True}
+            args: dict[str, Any] = {
+                "logGroupName": group,
+                "logStreamName": self.name,
+                "startFromHead": True,
+            }
             if self.token:
                 args["nextToken"] = self.token
             try:
@@ -275,8 +386,14 @@ class _Stream:
                     return events  # not shipped yet (or never started)
                 raise
             batch = resp.get("events", [])
-            events.extend({"timestamp": e["timestamp"], "worker": self.worker,
-                           "message": e["message"].rstrip("\n")} for e in batch)
+            events.extend(
+                {
+                    "timestamp": e["timestamp"],
+                    "worker": self.worker,
+                    "message": e["message"].rstrip("\n"),
+                }
+                for e in batch
+            )
             token = resp.get("nextForwardToken")
             if not batch or token == self.token:
                 self.token = token or self.token
@@ -289,14 +406,16 @@ def _streams(registry: Registry, task: str | None) -> dict[str, _Stream]:
     if task:
         chosen = [w for w in workers if w.task_id.startswith(task) or w.arn == task]
         workers = chosen or workers  # otherwise ``task`` names a starburst task
-    return {w.task_id: _Stream(w.task_id, f"starburst/worker/{w.task_id}")
-            for w in workers}
+    return {
+        w.task_id: _Stream(w.task_id, f"starburst/worker/{w.task_id}") for w in workers
+    }
 
 
 def _line_filter(registry: Registry, task: str | None) -> str | None:
     """A starburst task id to filter lines by, when ``--task`` is not a worker."""
-    if not task or any(w.task_id.startswith(task) or w.arn == task
-                       for w in registry.all()):
+    if not task or any(
+        w.task_id.startswith(task) or w.arn == task for w in registry.all()
+    ):
         return None
     return f"task {int(task):08d} " if task.isdigit() else f"task {task} "
 
@@ -318,14 +437,23 @@ def _show(events: list[dict[str, Any]], as_json: bool, needle: str | None) -> in
 @out.errors()
 def logs(
     session: SessionArg,
-    task: Annotated[str | None, typer.Option(
-        "--task", help="one worker (ECS task id) or one starburst task id")] = None,
-    follow: Annotated[bool, typer.Option(
-        "--follow", "-f", help="keep polling until the workers stop or Ctrl-C")] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task", help="one worker (ECS task id) or one starburst task id"
+        ),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="keep polling until the workers stop or Ctrl-C"
+        ),
+    ] = False,
     interval: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
     deployment: out.Deployment = "default",
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="print one JSON object per line")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object per line")
+    ] = False,
 ) -> None:
     """Print the workers' logs of a session from CloudWatch Logs, oldest first."""
     fleet = _fleet(deployment)
@@ -334,14 +462,16 @@ def logs(
     cw = fleet.clients.logs
     needle = _line_filter(registry, task)
     streams = _streams(registry, task)
-    shown = _show([e for s in streams.values() for e in s.read(cw, group)],
-                  as_json, needle)
+    shown = _show(
+        [e for s in streams.values() for e in s.read(cw, group)], as_json, needle
+    )
     if not follow:
         if not shown:
             raise out.not_found(
                 f"no log lines for session {session} in {group}"
                 + (f" matching --task {task}" if task else "")
-                + "; workers ship their output about once a second after they start")
+                + "; workers ship their output about once a second after they start"
+            )
         return
     try:
         while True:
@@ -350,14 +480,21 @@ def logs(
             fleet.refresh(fresh)
             for sid, stream in _streams(fresh, task).items():
                 streams.setdefault(sid, stream)
-            _show([e for s in streams.values() for e in s.read(cw, group)],
-                  as_json, needle)
+            _show(
+                [e for s in streams.values() for e in s.read(cw, group)],
+                as_json,
+                needle,
+            )
             workers = fresh.all()
             if (workers and not any(w.alive for w in workers)) or (
-                    not workers and fresh.state in ENDED):
+                not workers and fresh.state in ENDED
+            ):
                 time.sleep(interval)  # the last lines ship after the stop
-                _show([e for s in streams.values() for e in s.read(cw, group)],
-                      as_json, needle)
+                _show(
+                    [e for s in streams.values() for e in s.read(cw, group)],
+                    as_json,
+                    needle,
+                )
                 return
     except KeyboardInterrupt:
         return
@@ -388,9 +525,11 @@ def cancel(
     _settle_stops(fleet, registry, arns)
     registry.state = "cancelled"
     fleet.write_registry(registry)
-    typer.echo(f"session {session} cancelled: stopped {len(arns)} worker(s), "
-               f"deleted {len(deleted)} queue(s)"
-               + (f" ({', '.join(deleted)})" if deleted else ""))
+    typer.echo(
+        f"session {session} cancelled: stopped {len(arns)} worker(s), "
+        f"deleted {len(deleted)} queue(s)"
+        + (f" ({', '.join(deleted)})" if deleted else "")
+    )
 
 
 def _delete_queues(fleet: Fleet, session: str) -> list[str]:
@@ -402,7 +541,8 @@ def _delete_queues(fleet: Fleet, session: str) -> list[str]:
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         except Exception as exc:
             if "NonExistentQueue" in error_code(exc) or "QueueDoesNotExist" in (
-                    error_code(exc)):
+                error_code(exc)
+            ):
                 continue
             raise
         try:  # purge first: a worker mid-receive gets nothing more
@@ -415,8 +555,9 @@ def _delete_queues(fleet: Fleet, session: str) -> list[str]:
     return deleted
 
 
-def _settle_stops(fleet: Fleet, registry: Registry, arns: list[str],
-                  wait: float = 30.0) -> None:
+def _settle_stops(
+    fleet: Fleet, registry: Registry, arns: list[str], wait: float = 30.0
+) -> None:
     """Wait (briefly) for the stopped workers to reach STOPPED and record their
     stop times, so the session's cost stops growing."""
     deadline = time.monotonic() + wait

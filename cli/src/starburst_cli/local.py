@@ -14,19 +14,27 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="The local cloud: LocalStack plus the local Fargate runner.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The local cloud: LocalStack plus the local Fargate runner.",
+    no_args_is_help=True,
+)
 
-StateDir = Annotated[Path | None, typer.Option(
-    "--state-dir", help="state dir [default: $STARBURST_LOCAL_DIR or ~/.starburst/local]")]
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="state dir [default: $STARBURST_LOCAL_DIR or ~/.starburst/local]",
+    ),
+]
 
 
 def _local() -> Any:
     try:
         import starburst_local
     except ImportError:
-        typer.echo("starburst-local is not installed; install `starburst-cli[local]`",
-                   err=True)
+        typer.echo(
+            "starburst-local is not installed; install `starburst-cli[local]`", err=True
+        )
         raise typer.Exit(1) from None
     return starburst_local
 
@@ -53,31 +61,48 @@ def install() -> None:
 @app.command()
 def up(
     state_dir: StateDir = None,
-    localstack_port: Annotated[int, typer.Option(help="LocalStack port (0: any free)")] = 4566,
+    localstack_port: Annotated[
+        int, typer.Option(help="LocalStack port (0: any free)")
+    ] = 4566,
     runner_port: Annotated[int, typer.Option(help="runner port (0: any free)")] = 4599,
-    deployment: Annotated[str, typer.Option(help="deployment to provision")] = "default",
+    deployment: Annotated[
+        str, typer.Option(help="deployment to provision")
+    ] = "default",
     region: Annotated[str, typer.Option(help="AWS region to emulate")] = "us-east-1",
     quota: Annotated[float, typer.Option(help="Fargate On-Demand vCPU quota")] = 16.0,
     spot_quota: Annotated[float, typer.Option(help="Fargate Spot vCPU quota")] = 16.0,
     cold_start: Annotated[float, typer.Option(help="seconds before a task runs")] = 0.0,
-    stop_grace: Annotated[float, typer.Option(help="SIGTERM-to-SIGKILL seconds")] = 10.0,
+    stop_grace: Annotated[
+        float, typer.Option(help="SIGTERM-to-SIGKILL seconds")
+    ] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start LocalStack and the local Fargate runner, then provision the deployment."""
     local = _local()
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(message)s",
+    )
     started = time.monotonic()
     try:
-        state = local.up(state_dir, ls_port=localstack_port, runner_port=runner_port,
-                         deployment=deployment, region=region, quota_on_demand=quota,
-                         quota_spot=spot_quota, cold_start=cold_start,
-                         stop_grace=stop_grace)
+        state = local.up(
+            state_dir,
+            ls_port=localstack_port,
+            runner_port=runner_port,
+            deployment=deployment,
+            region=region,
+            quota_on_demand=quota,
+            quota_spot=spot_quota,
+            cold_start=cold_start,
+            stop_grace=stop_grace,
+        )
     except Exception as exc:
         raise _fail(f"the local cloud did not start: {exc}") from None
-    typer.echo(f"local cloud up in {time.monotonic() - started:.1f} s: LocalStack on "
-               f"{state.localstack_url}, runner on {state.runner_url}, deployment "
-               f"{state.deployment!r}.")
+    typer.echo(
+        f"local cloud up in {time.monotonic() - started:.1f} s: LocalStack on "
+        f"{state.localstack_url}, runner on {state.runner_url}, deployment "
+        f"{state.deployment!r}."
+    )
     where = f" --state-dir {state_dir}" if state_dir else ""
     typer.echo(f'Use it with: eval "$(starburst-cli local env{where})"')
 
@@ -111,11 +136,18 @@ def status(
     else:
         for name in ("localstack", "runner"):
             part = report[name]
-            state = "up" if part["alive"] and part["healthy"] else (
-                "not answering" if part["alive"] else "stopped")
-            typer.echo(f"{name:10} {state:14} pid {part['pid']}  "
-                       f"http://127.0.0.1:{part['port']}  log {part['log']}")
-        typer.echo(f"deployment {report['deployment']!r}, state dir {report['state_dir']}")
+            state = (
+                "up"
+                if part["alive"] and part["healthy"]
+                else ("not answering" if part["alive"] else "stopped")
+            )
+            typer.echo(
+                f"{name:10} {state:14} pid {part['pid']}  "
+                f"http://127.0.0.1:{part['port']}  log {part['log']}"
+            )
+        typer.echo(
+            f"deployment {report['deployment']!r}, state dir {report['state_dir']}"
+        )
     if not report["running"]:
         raise typer.Exit(1)
 
@@ -129,6 +161,7 @@ def env(state_dir: StateDir = None) -> None:
     except Exception as exc:
         raise _fail(str(exc)) from None
     if state is None:
-        raise _fail("the local cloud is not running; start it with "
-                    "`starburst-cli local up`")
+        raise _fail(
+            "the local cloud is not running; start it with `starburst-cli local up`"
+        )
     typer.echo(local.export_lines(state.env))

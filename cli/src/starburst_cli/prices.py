@@ -16,8 +16,9 @@ from starburst_sdk import _cost
 
 from . import _output as out
 
-app = typer.Typer(help="The Fargate price table: show it, refresh it from AWS.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The Fargate price table: show it, refresh it from AWS.", no_args_is_help=True
+)
 
 #: The regions the Pricing API answers in.
 PRICING_REGION = "us-east-1"
@@ -32,9 +33,14 @@ def _pricing_client() -> Any:
 @app.command()
 @out.errors()
 def refresh(
-    output: Annotated[Path | None, typer.Option(
-        "--output", help="where to write it [default: $STARBURST_PRICES or "
-        "~/.starburst/fargate_prices.json, which the SDK reads first]")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="where to write it [default: $STARBURST_PRICES or "
+            "~/.starburst/fargate_prices.json, which the SDK reads first]",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the price table from the AWS Pricing API and save it for the SDK."""
     try:
@@ -42,8 +48,10 @@ def refresh(
     except ValueError as exc:
         raise out.fail(f"{exc}; the bundled table stays in use") from None
     path = _cost.write_prices(table, output)
-    typer.echo(f"wrote {len(table['regions'])} region(s) of Fargate prices "
-               f"({table['as_of']}) to {path}")
+    typer.echo(
+        f"wrote {len(table['regions'])} region(s) of Fargate prices "
+        f"({table['as_of']}) to {path}"
+    )
 
 
 @app.command()
@@ -58,8 +66,9 @@ def show(
     regions = table["regions"]
     if region is not None:
         if region not in regions:
-            raise out.not_found(f"no Fargate price for {region!r}; known: "
-                                + ", ".join(sorted(regions)))
+            raise out.not_found(
+                f"no Fargate price for {region!r}; known: " + ", ".join(sorted(regions))
+            )
         regions = {region: regions[region]}
     path = str(user) if user.is_file() else "bundled with starburst-sdk"
     if as_json:
@@ -71,8 +80,15 @@ def show(
         for market in ("on_demand", "spot"):
             for arch in _cost.ARCHES:
                 p = entry[market][arch]
-                rows.append((name, market.replace("_", "-"), arch,
-                             f"{p['vcpu_hour']:.5f}", f"{p['gb_hour']:.6f}"))
+                rows.append(
+                    (
+                        name,
+                        market.replace("_", "-"),
+                        arch,
+                        f"{p['vcpu_hour']:.5f}",
+                        f"{p['gb_hour']:.6f}",
+                    )
+                )
     out.table(("region", "market", "arch", "$/vCPU-hour", "$/GB-hour"), rows)
 
 

@@ -16,5 +16,14 @@ from .cloud import (
     up,
 )
 
-__all__ = ["CloudState", "LocalCloud", "LocalCloudError", "cloud_env", "down",
-           "export_lines", "read_state", "status", "up"]
+__all__ = [
+    "CloudState",
+    "LocalCloud",
+    "LocalCloudError",
+    "cloud_env",
+    "down",
+    "export_lines",
+    "read_state",
+    "status",
+    "up",
+]

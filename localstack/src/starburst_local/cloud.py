@@ -56,8 +56,9 @@ class CloudState:
 
     @property
     def env(self) -> dict[str, str]:
-        return cloud_env(self.localstack["port"], self.runner["port"], self.region,
-                         self.deployment)
+        return cloud_env(
+            self.localstack["port"], self.runner["port"], self.region, self.deployment
+        )
 
     @property
     def runner_url(self) -> str:
@@ -68,8 +69,12 @@ class CloudState:
         return f"http://127.0.0.1:{self.localstack['port']}"
 
 
-def cloud_env(ls_port: int, runner_port: int, region: str = "us-east-1",
-              deployment: str = "default") -> dict[str, str]:
+def cloud_env(
+    ls_port: int,
+    runner_port: int,
+    region: str = "us-east-1",
+    deployment: str = "default",
+) -> dict[str, str]:
     """The environment that sends every AWS client to the local cloud."""
     env = {
         "AWS_ACCESS_KEY_ID": "test",
@@ -78,10 +83,14 @@ def cloud_env(ls_port: int, runner_port: int, region: str = "us-east-1",
         "AWS_REGION": region,
         "STARBURST_DEPLOYMENT": deployment,
     }
-    env |= {f"AWS_ENDPOINT_URL_{s}": f"http://127.0.0.1:{ls_port}"
-            for s in LOCALSTACK_SERVICES}
-    env |= {f"AWS_ENDPOINT_URL_{s}": f"http://127.0.0.1:{runner_port}"
-            for s in RUNNER_SERVICES}
+    env |= {
+        f"AWS_ENDPOINT_URL_{s}": f"http://127.0.0.1:{ls_port}"
+        for s in LOCALSTACK_SERVICES
+    }
+    env |= {
+        f"AWS_ENDPOINT_URL_{s}": f"http://127.0.0.1:{runner_port}"
+        for s in RUNNER_SERVICES
+    }
     return env
 
 
@@ -98,8 +107,10 @@ def read_state(state_dir: str | os.PathLike[str] | None = None) -> CloudState | 
     except FileNotFoundError:
         return None
     except (ValueError, TypeError) as exc:
-        raise LocalCloudError(f"{path} is unreadable ({exc}); remove it and run "
-                              "`starburst-cli local up` again") from None
+        raise LocalCloudError(
+            f"{path} is unreadable ({exc}); remove it and run "
+            "`starburst-cli local up` again"
+        ) from None
 
 
 def _write_state(state: CloudState) -> None:
@@ -114,23 +125,52 @@ def is_running(state: CloudState | None) -> bool:
 
 
 # -- the runner process -----------------------------------------------------------------
-def start_runner(port: int, state_dir: Path, env: dict[str, str], *, quota_on_demand:
-                 float, quota_spot: float, cold_start: float, stop_grace: float,
-                 timeout: float = 60.0, docker_host: str = "") -> dict[str, Any]:
+def start_runner(
+    port: int,
+    state_dir: Path,
+    env: dict[str, str],
+    *,
+    quota_on_demand: float,
+    quota_spot: float,
+    cold_start: float,
+    stop_grace: float,
+    timeout: float = 60.0,
+    docker_host: str = "",
+) -> dict[str, Any]:
     if procs.port_in_use(port):
-        raise LocalCloudError(f"port {port} on 127.0.0.1 is taken; stop what uses it or "
-                              "pick another with --runner-port")
+        raise LocalCloudError(
+            f"port {port} on 127.0.0.1 is taken; stop what uses it or "
+            "pick another with --runner-port"
+        )
     log_path = state_dir / "runner.log"
-    cmd = [sys.executable, "-m", "starburst_local.runner", "--port", str(port),
-           "--state-dir", str(state_dir / "runner"),
-           "--quota-on-demand", str(quota_on_demand), "--quota-spot", str(quota_spot),
-           "--cold-start", str(cold_start), "--stop-grace", str(stop_grace)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "starburst_local.runner",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir / "runner"),
+        "--quota-on-demand",
+        str(quota_on_demand),
+        "--quota-spot",
+        str(quota_spot),
+        "--cold-start",
+        str(cold_start),
+        "--stop-grace",
+        str(stop_grace),
+    ]
     if docker_host:
         cmd += ["--docker-host", docker_host]
     rec = procs.spawn(cmd, {**os.environ, **env}, log_path)
     try:
-        procs.wait_http(f"http://127.0.0.1:{port}/_starburst/health", rec,
-                        "the local Fargate runner", log_path, timeout=timeout)
+        procs.wait_http(
+            f"http://127.0.0.1:{port}/_starburst/health",
+            rec,
+            "the local Fargate runner",
+            log_path,
+            timeout=timeout,
+        )
     except Exception:
         procs.stop(rec, "the local Fargate runner", grace=5)
         raise
@@ -142,12 +182,21 @@ def stop_runner(rec: dict[str, Any] | None, stop_grace: float = 10.0) -> bool:
 
 
 # -- up / down / status ---------------------------------------------------------------
-def up(state_dir: str | os.PathLike[str] | None = None, *, ls_port: int = DEFAULT_LS_PORT,
-       runner_port: int = DEFAULT_RUNNER_PORT, deployment: str = "default",
-       region: str = "us-east-1", quota_on_demand: float = 16.0, quota_spot: float = 16.0,
-       cold_start: float = 0.0, stop_grace: float = 10.0,
-       provision: bool = True, docker_host: str | None = None,
-       registry: str | None = None) -> CloudState:
+def up(
+    state_dir: str | os.PathLike[str] | None = None,
+    *,
+    ls_port: int = DEFAULT_LS_PORT,
+    runner_port: int = DEFAULT_RUNNER_PORT,
+    deployment: str = "default",
+    region: str = "us-east-1",
+    quota_on_demand: float = 16.0,
+    quota_spot: float = 16.0,
+    cold_start: float = 0.0,
+    stop_grace: float = 10.0,
+    provision: bool = True,
+    docker_host: str | None = None,
+    registry: str | None = None,
+) -> CloudState:
     """Start LocalStack and the runner (port 0 = a free one) and provision ``deployment``.
 
     If this state dir's cloud already runs, it is only re-provisioned. With
@@ -163,25 +212,38 @@ def up(state_dir: str | os.PathLike[str] | None = None, *, ls_port: int = DEFAUL
     else:
         if state:
             down(sdir)
-        state = _start(sdir, ls_port or procs.free_port(),
-                       runner_port or procs.free_port(), deployment, region,
-                       dict(quota_on_demand=quota_on_demand, quota_spot=quota_spot,
-                            cold_start=cold_start, stop_grace=stop_grace),
-                       docker_host=docker_host or "")
+        state = _start(
+            sdir,
+            ls_port or procs.free_port(),
+            runner_port or procs.free_port(),
+            deployment,
+            region,
+            dict(
+                quota_on_demand=quota_on_demand,
+                quota_spot=quota_spot,
+                cold_start=cold_start,
+                stop_grace=stop_grace,
+            ),
+            docker_host=docker_host or "",
+        )
     if provision:
         from .provision import provision as apply_terraform
 
         state.config = apply_terraform(
-            state.env, deployment, sdir / "terraform",
-            variables={"worker_image": LOCAL_WORKER_IMAGE})
+            state.env,
+            deployment,
+            sdir / "terraform",
+            variables={"worker_image": LOCAL_WORKER_IMAGE},
+        )
         if registry:
             state.config = use_registry(state.env, state.config, registry, deployment)
         _write_state(state)
     return state
 
 
-def use_registry(env: dict[str, str], config: dict[str, Any], registry: str,
-                 deployment: str) -> dict[str, Any]:
+def use_registry(
+    env: dict[str, str], config: dict[str, Any], registry: str, deployment: str
+) -> dict[str, Any]:
     """Write ``deployment``'s config document as ``config`` with its ECR repository in
     ``registry`` (the local stand-in for ECR's registry) and no fixed worker image.
 
@@ -193,29 +255,56 @@ def use_registry(env: dict[str, str], config: dict[str, Any], registry: str,
     from starburst_sdk._config import parameter_name
 
     repo = config["ecr_repository_url"].rsplit("/", 1)[-1]
-    doc = {**config, "deployment": deployment, "worker_image": "",
-           "ecr_repository_url": f"{registry}/{repo}"}
-    ssm = boto3.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL_SSM"],
-                       region_name=env["AWS_DEFAULT_REGION"],
-                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    ssm.put_parameter(Name=parameter_name(deployment),
-                      Value=json.dumps(doc), Type="String", Overwrite=True)
+    doc = {
+        **config,
+        "deployment": deployment,
+        "worker_image": "",
+        "ecr_repository_url": f"{registry}/{repo}",
+    }
+    ssm = boto3.client(
+        "ssm",
+        endpoint_url=env["AWS_ENDPOINT_URL_SSM"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    ssm.put_parameter(
+        Name=parameter_name(deployment),
+        Value=json.dumps(doc),
+        Type="String",
+        Overwrite=True,
+    )
     return doc
 
 
-def _start(sdir: Path, ls_port: int, runner_port: int, deployment: str, region: str,
-           runner_opts: dict[str, float], docker_host: str = "") -> CloudState:
+def _start(
+    sdir: Path,
+    ls_port: int,
+    runner_port: int,
+    deployment: str,
+    region: str,
+    runner_opts: dict[str, float],
+    docker_host: str = "",
+) -> CloudState:
     if ls_port == runner_port:
         raise LocalCloudError(f"LocalStack and the runner cannot share port {ls_port}")
     ls = start_localstack(ls_port, sdir)
-    state = CloudState(state_dir=str(sdir), localstack=ls, runner={},
-                       deployment=deployment, region=region)
+    state = CloudState(
+        state_dir=str(sdir),
+        localstack=ls,
+        runner={},
+        deployment=deployment,
+        region=region,
+    )
     _write_state(state)
     try:
-        state.runner = start_runner(runner_port, sdir,
-                                    cloud_env(ls_port, runner_port, region, deployment),
-                                    docker_host=docker_host, **runner_opts)
+        state.runner = start_runner(
+            runner_port,
+            sdir,
+            cloud_env(ls_port, runner_port, region, deployment),
+            docker_host=docker_host,
+            **runner_opts,
+        )
         state.runner["stop_grace"] = runner_opts["stop_grace"]
     except Exception:
         stop_localstack(ls)
@@ -254,13 +343,19 @@ def status(state_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         return report
     report["deployment"] = state.deployment
     for name, rec, url in (
-            ("localstack", state.localstack, f"{state.localstack_url}/_localstack/health"),
-            ("runner", state.runner, f"{state.runner_url}/_starburst/health")):
-        report[name] = {"pid": rec.get("pid"), "port": rec.get("port"),
-                        "alive": procs.alive(rec), "healthy": _answers(url),
-                        "log": rec.get("log")}
-    report["running"] = all(report[n]["alive"] and report[n]["healthy"]
-                            for n in ("localstack", "runner"))
+        ("localstack", state.localstack, f"{state.localstack_url}/_localstack/health"),
+        ("runner", state.runner, f"{state.runner_url}/_starburst/health"),
+    ):
+        report[name] = {
+            "pid": rec.get("pid"),
+            "port": rec.get("port"),
+            "alive": procs.alive(rec),
+            "healthy": _answers(url),
+            "log": rec.get("log"),
+        }
+    report["running"] = all(
+        report[n]["alive"] and report[n]["healthy"] for n in ("localstack", "runner")
+    )
     return report
 
 
@@ -275,9 +370,12 @@ def _answers(url: str) -> bool:
 # -- the runner's fault / quota API, for tests ----------------------------------------------
 def runner_call(runner_url: str, method: str, path: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{runner_url}/_starburst/{path}", data=data,
-                                 method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{runner_url}/_starburst/{path}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -289,20 +387,36 @@ class LocalCloud:
     ...     boto3_env = cloud.env
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str] | None = None, *,
-                 ls_port: int = DEFAULT_LS_PORT, runner_port: int = DEFAULT_RUNNER_PORT,
-                 deployment: str = "default", region: str = "us-east-1",
-                 quota: float = 16.0, spot_quota: float | None = None,
-                 cold_start: float = 0.0, stop_grace: float = 10.0,
-                 provision: bool = True, docker_host: str | None = None,
-                 registry: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str] | None = None,
+        *,
+        ls_port: int = DEFAULT_LS_PORT,
+        runner_port: int = DEFAULT_RUNNER_PORT,
+        deployment: str = "default",
+        region: str = "us-east-1",
+        quota: float = 16.0,
+        spot_quota: float | None = None,
+        cold_start: float = 0.0,
+        stop_grace: float = 10.0,
+        provision: bool = True,
+        docker_host: str | None = None,
+        registry: str | None = None,
+    ) -> None:
         self.state_dir = resolve_state_dir(state_dir)
-        self._opts = dict(ls_port=ls_port, runner_port=runner_port, deployment=deployment,
-                          region=region, quota_on_demand=quota,
-                          quota_spot=quota if spot_quota is None else spot_quota,
-                          cold_start=cold_start, stop_grace=stop_grace,
-                          provision=provision, docker_host=docker_host,
-                          registry=registry)
+        self._opts = dict(
+            ls_port=ls_port,
+            runner_port=runner_port,
+            deployment=deployment,
+            region=region,
+            quota_on_demand=quota,
+            quota_spot=quota if spot_quota is None else spot_quota,
+            cold_start=cold_start,
+            stop_grace=stop_grace,
+            provision=provision,
+            docker_host=docker_host,
+            registry=registry,
+        )
         self.state: CloudState | None = None
 
     def start(self) -> LocalCloud:
@@ -347,10 +461,16 @@ class LocalCloud:
     def fail_next_starts(self, count: int = 1, reason: str = "") -> None:
         self.inject_fault(kind="start_failure", count=count, reason=reason)
 
-    def kill_task(self, task: str | None = None, after: float = 0.0,
-                  exit_code: int = 137, reason: str = "") -> None:
-        self.inject_fault(kind="kill", task=task, after=after, exit_code=exit_code,
-                          reason=reason)
+    def kill_task(
+        self,
+        task: str | None = None,
+        after: float = 0.0,
+        exit_code: int = 137,
+        reason: str = "",
+    ) -> None:
+        self.inject_fault(
+            kind="kill", task=task, after=after, exit_code=exit_code, reason=reason
+        )
 
     def spot_interrupt(self, task: str | None = None, after: float = 0.0) -> None:
         self.inject_fault(kind="spot_interruption", task=task, after=after)
@@ -358,8 +478,9 @@ class LocalCloud:
     def clear_faults(self) -> None:
         runner_call(self.runner_url, "DELETE", "faults")
 
-    def use_containers(self, docker_host: str, registry: str,
-                       deployment: str = "containers") -> dict[str, Any]:
+    def use_containers(
+        self, docker_host: str, registry: str, deployment: str = "containers"
+    ) -> dict[str, Any]:
         """Turn the running runner's container mode on (tasks whose image is in a
         registry run as ``docker run`` on ``docker_host``) and write a
         ``deployment`` whose ECR repository is ``registry``; returns its config.
@@ -370,6 +491,10 @@ class LocalCloud:
         state = self._state()
         return use_registry(state.env, state.config, registry, deployment)
 
-    def set_quotas(self, on_demand: float | None = None, spot: float | None = None) -> None:
-        body = {k: v for k, v in (("on_demand", on_demand), ("spot", spot)) if v is not None}
+    def set_quotas(
+        self, on_demand: float | None = None, spot: float | None = None
+    ) -> None:
+        body = {
+            k: v for k, v in (("on_demand", on_demand), ("spot", spot)) if v is not None
+        }
         runner_call(self.runner_url, "PUT", "quotas", body)

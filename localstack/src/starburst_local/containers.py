@@ -42,8 +42,12 @@ log = logging.getLogger("starburst.local")
 BASE_SUITE = "bookworm"
 BASE_PYTHON = "3.11"
 BASE_PACKAGES = ("python3", "ca-certificates", "libstdc++6")
-_EXCLUDES = ("/usr/share/man/*", "/usr/share/locale/*", "/usr/share/doc/*",
-             "/usr/share/info/*")
+_EXCLUDES = (
+    "/usr/share/man/*",
+    "/usr/share/locale/*",
+    "/usr/share/doc/*",
+    "/usr/share/info/*",
+)
 
 
 class ContainerToolsError(RuntimeError):
@@ -73,15 +77,32 @@ class DockerEngine:
     def start(self, timeout: float = 60.0) -> DockerEngine:
         if shutil.which("dockerd") is None:
             raise ContainerToolsError(
-                "dockerd is not installed; run scripts/install-container-tools.sh")
+                "dockerd is not installed; run scripts/install-container-tools.sh"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         log_path = self.root / "dockerd.log"
-        cmd = ["dockerd", "--data-root", str(self.root / "data"),
-               "--exec-root", str(self.exec_root), "--pidfile", str(self.root / "pid"),
-               "-H", self.host, "--bridge", "none", "--iptables=false",
-               "--ip6tables=false", "--ip-masq=false", "--storage-driver", "overlay2",
-               "--containerd-namespace", f"starburst-{os.getpid()}",
-               "--containerd-plugins-namespace", f"starburst-{os.getpid()}-plugins"]
+        cmd = [
+            "dockerd",
+            "--data-root",
+            str(self.root / "data"),
+            "--exec-root",
+            str(self.exec_root),
+            "--pidfile",
+            str(self.root / "pid"),
+            "-H",
+            self.host,
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--storage-driver",
+            "overlay2",
+            "--containerd-namespace",
+            f"starburst-{os.getpid()}",
+            "--containerd-plugins-namespace",
+            f"starburst-{os.getpid()}-plugins",
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         self.proc = procs.spawn(cmd, env, log_path)
         deadline = time.monotonic() + timeout
@@ -89,27 +110,39 @@ class DockerEngine:
             if not procs.alive(self.proc):
                 raise ContainerToolsError(
                     f"dockerd exited during start-up; {log_path} ends:\n"
-                    f"{procs.tail(log_path)}")
+                    f"{procs.tail(log_path)}"
+                )
             if self._ping():
                 log.info("dockerd up on %s", self.host)
                 return self
             time.sleep(0.2)
         self.stop()
-        raise ContainerToolsError(f"dockerd did not answer on {self.socket} within "
-                                  f"{timeout:.0f} s; see {log_path}")
+        raise ContainerToolsError(
+            f"dockerd did not answer on {self.socket} within "
+            f"{timeout:.0f} s; see {log_path}"
+        )
 
     def _ping(self) -> bool:
         if not self.socket.exists():
             return False
-        result = subprocess.run(["docker", "-H", self.host, "version", "--format",
-                                 "{{.Server.Version}}"], capture_output=True, text=True)
+        result = subprocess.run(
+            ["docker", "-H", self.host, "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+        )
         return result.returncode == 0
 
-    def docker(self, *args: str, check: bool = True,
-               **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    def docker(
+        self, *args: str, check: bool = True, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
         """Run the ``docker`` CLI against this engine."""
-        return subprocess.run(["docker", "-H", self.host, *args], check=check,
-                              capture_output=True, text=True, **kwargs)
+        return subprocess.run(
+            ["docker", "-H", self.host, *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            **kwargs,
+        )
 
     def stop(self) -> None:
         """Stop dockerd (and its containerd) by pid, then unmount what it left."""
@@ -156,7 +189,8 @@ class LocalRegistry:
         if shutil.which("docker-registry") is None:
             raise ContainerToolsError(
                 "docker-registry is not installed; run "
-                "scripts/install-container-tools.sh")
+                "scripts/install-container-tools.sh"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = self.port or procs.free_port()
         config = self.root / "config.yml"
@@ -165,12 +199,19 @@ class LocalRegistry:
             "log:\n  level: warn\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n")
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+        )
         log_path = self.root / "registry.log"
-        self.proc = procs.spawn(["docker-registry", "serve", str(config)],
-                                dict(os.environ), log_path)
-        procs.wait_http(f"http://{self.address}/v2/", self.proc, "docker-registry",
-                        log_path, timeout=timeout)
+        self.proc = procs.spawn(
+            ["docker-registry", "serve", str(config)], dict(os.environ), log_path
+        )
+        procs.wait_http(
+            f"http://{self.address}/v2/",
+            self.proc,
+            "docker-registry",
+            log_path,
+            timeout=timeout,
+        )
         log.info("registry up on %s", self.address)
         return self
 
@@ -200,25 +241,33 @@ def base_rootfs(cache: Path | None = None, arch: str = "amd64") -> Path:
     Built by ``mmdebstrap`` from Debian's packages (~20 s, ~100 MB); the cache key
     is the suite, the package list, the excludes and the architecture.
     """
-    key = hashlib.sha256(json.dumps(
-        [BASE_SUITE, BASE_PACKAGES, _EXCLUDES, arch]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([BASE_SUITE, BASE_PACKAGES, _EXCLUDES, arch]).encode()
+    ).hexdigest()[:16]
     cache = cache or cache_dir()
     out = cache / f"base-{BASE_SUITE}-{arch}-{key}.tar"
     if out.is_file():
         return out
     if shutil.which("mmdebstrap") is None:
         raise ContainerToolsError(
-            "mmdebstrap is not installed; run scripts/install-container-tools.sh")
+            "mmdebstrap is not installed; run scripts/install-container-tools.sh"
+        )
     cache.mkdir(parents=True, exist_ok=True)
-    cmd = ["mmdebstrap", "--quiet", "--variant=essential", f"--architectures={arch}",
-           "--include=" + ",".join(BASE_PACKAGES),
-           "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"]
+    cmd = [
+        "mmdebstrap",
+        "--quiet",
+        "--variant=essential",
+        f"--architectures={arch}",
+        "--include=" + ",".join(BASE_PACKAGES),
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    ]
     cmd += [f"--dpkgopt=path-exclude={p}" for p in _EXCLUDES]
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         part = Path(tmp) / "rootfs.tar"
         started = time.monotonic()
-        result = subprocess.run([*cmd, BASE_SUITE, str(part)], capture_output=True,
-                                text=True)
+        result = subprocess.run(
+            [*cmd, BASE_SUITE, str(part)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise ContainerToolsError(f"mmdebstrap failed:\n{result.stderr[-3000:]}")
         part.replace(out)
@@ -226,16 +275,25 @@ def base_rootfs(cache: Path | None = None, arch: str = "amd64") -> Path:
     return out
 
 
-def push_base_image(engine: DockerEngine, registry: LocalRegistry,
-                    repository: str = "starburst-base") -> str:
+def push_base_image(
+    engine: DockerEngine, registry: LocalRegistry, repository: str = "starburst-base"
+) -> str:
     """Import the stand-in base rootfs and push it; returns ``registry/repo@digest``."""
     rootfs = base_rootfs()
     tag = f"{registry.address}/{repository}:{BASE_SUITE}-py{BASE_PYTHON}"
-    engine.docker("import", "--change", "ENV LANG=C.UTF-8",
-                  "--change", 'CMD ["python3"]', str(rootfs), tag)
+    engine.docker(
+        "import",
+        "--change",
+        "ENV LANG=C.UTF-8",
+        "--change",
+        'CMD ["python3"]',
+        str(rootfs),
+        tag,
+    )
     engine.docker("push", tag)
-    digest = engine.docker("image", "inspect", "--format", "{{index .RepoDigests 0}}",
-                           tag).stdout.strip()
+    digest = engine.docker(
+        "image", "inspect", "--format", "{{index .RepoDigests 0}}", tag
+    ).stdout.strip()
     with contextlib.suppress(subprocess.CalledProcessError):
         engine.docker("image", "rm", tag)  # builds must pull it like any base image
     return digest

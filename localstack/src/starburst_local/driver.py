@@ -106,7 +106,10 @@ class LocalTask:
             "Revision": str(self.revision),
             "DesiredStatus": t.desired_status,
             "KnownStatus": t.last_status,
-            "Limits": {"CPU": (self.cpu_units or 256) / 1024, "Memory": self.memory_mib},
+            "Limits": {
+                "CPU": (self.cpu_units or 256) / 1024,
+                "Memory": self.memory_mib,
+            },
             "LaunchType": "FARGATE",
             "AvailabilityZone": f"{t.region_name}a",
             "Containers": [self.container_metadata()],
@@ -117,8 +120,10 @@ class LocalTask:
             "DockerId": self.id,
             "Name": self.container_name,
             "Image": self.container_def.get("image", ""),
-            "Labels": {"com.amazonaws.ecs.task-arn": self.arn,
-                       "com.amazonaws.ecs.container-name": self.container_name},
+            "Labels": {
+                "com.amazonaws.ecs.task-arn": self.arn,
+                "com.amazonaws.ecs.container-name": self.container_name,
+            },
             "DesiredStatus": self.task.desired_status,
             "KnownStatus": self.task.last_status,
         }
@@ -144,7 +149,8 @@ def install_hooks() -> None:
             from moto.ecs.exceptions import InvalidParameterException
 
             raise InvalidParameterException(
-                f"count must be between 1 and {MAX_RUN_TASK_COUNT}")
+                f"count must be between 1 and {MAX_RUN_TASK_COUNT}"
+            )
         tasks = orig_run(self, *args, **kwargs)
         if driver is not None:
             for task in tasks:
@@ -159,8 +165,9 @@ def install_hooks() -> None:
         task_id = task_str.split("/")[-1]
         for arn, task in self.tasks.get(cluster.name, {}).items():
             if arn.endswith("/" + task_id):
-                driver.request_stop(arn, "UserInitiated",
-                                    reason or "Task stopped by user")
+                driver.request_stop(
+                    arn, "UserInitiated", reason or "Task stopped by user"
+                )
                 return task
         from moto.ecs.exceptions import InvalidParameterException
 
@@ -192,10 +199,18 @@ def _int(value: Any) -> int | None:
 class Driver:
     """Drives the lifecycle of every task RunTask creates, as local processes."""
 
-    def __init__(self, state_dir: Path, runner_url: str = "", *, cold_start: float = 0.0,
-                 stop_grace: float = 10.0, poll: float = 0.1,
-                 extra_env: dict[str, str] | None = None,
-                 ship_logs: bool = True, docker_host: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        runner_url: str = "",
+        *,
+        cold_start: float = 0.0,
+        stop_grace: float = 10.0,
+        poll: float = 0.1,
+        extra_env: dict[str, str] | None = None,
+        ship_logs: bool = True,
+        docker_host: str | None = None,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.tasks_dir = self.state_dir / "tasks"
         self.runner_url = runner_url
@@ -210,8 +225,9 @@ class Driver:
         self._tasks: dict[str, LocalTask] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="starburst-driver",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="starburst-driver", daemon=True
+        )
         self.started_count = 0
 
     # -- lifecycle of the driver itself -------------------------------------------
@@ -223,7 +239,8 @@ class Driver:
         # moto would otherwise advance lastStatus on every DescribeTasks.
         state_manager.set_transition(
             model_name="ecs::task",
-            transition={"progression": "manual", "times": 1_000_000_000})
+            transition={"progression": "manual", "times": 1_000_000_000},
+        )
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
         _active = self
         if self.shipper:
@@ -234,8 +251,9 @@ class Driver:
         """Stop every task (SIGTERM, SIGKILL after ``grace``), then the thread."""
         global _active
         for arn in self.arns():
-            self.request_stop(arn, "UserInitiated", "The local runner is shutting down",
-                              grace=grace)
+            self.request_stop(
+                arn, "UserInitiated", "The local runner is shutting down", grace=grace
+            )
         deadline = time.monotonic() + grace + 2
         while time.monotonic() < deadline and self.running():
             time.sleep(self.poll)
@@ -276,14 +294,25 @@ class Driver:
         taskdef = backend.describe_task_definition(task.task_definition_arn)
         cdef = taskdef.container_definitions[0]
         name = cdef.get("name", "main")
-        override = next((o for o in (task.overrides or {}).get("containerOverrides", [])
-                         if o.get("name") in (None, name)), {})
-        memory = (_int((task.overrides or {}).get("memory")) or _int(taskdef.memory)
-                  or _int(override.get("memory")) or _int(cdef.get("memory")))
+        override = next(
+            (
+                o
+                for o in (task.overrides or {}).get("containerOverrides", [])
+                if o.get("name") in (None, name)
+            ),
+            {},
+        )
+        memory = (
+            _int((task.overrides or {}).get("memory"))
+            or _int(taskdef.memory)
+            or _int(override.get("memory"))
+            or _int(cdef.get("memory"))
+        )
         cpu = _int((task.overrides or {}).get("cpu")) or _int(taskdef.cpu)
         strategy = params.get("capacity_provider_strategy") or []
         task.capacity_provider_name = task.capacity_provider_name or (
-            strategy[0]["capacityProvider"] if strategy else "FARGATE")
+            strategy[0]["capacityProvider"] if strategy else "FARGATE"
+        )
         task.launch_type = params.get("launch_type") or ""
         task.created_at = _now()
         task.last_status = "PROVISIONING"
@@ -296,20 +325,30 @@ class Driver:
             container.exitCode = None
             container.runtime_id = task.id
         lt = LocalTask(
-            task=task, arn=task.task_arn, id=task.id, family=taskdef.family,
-            revision=taskdef.revision, container_name=name, container_def=cdef,
-            memory_mib=memory, cpu_units=cpu,
+            task=task,
+            arn=task.task_arn,
+            id=task.id,
+            family=taskdef.family,
+            revision=taskdef.revision,
+            container_name=name,
+            container_def=cdef,
+            memory_mib=memory,
+            cpu_units=cpu,
             env=self._environment(task, cdef, override),
-            command=(self._container_command(cdef, override)
-                     if self._in_container(cdef) else self._command(cdef, override)),
+            command=(
+                self._container_command(cdef, override)
+                if self._in_container(cdef)
+                else self._command(cdef, override)
+            ),
             image=str(cdef.get("image") or "") if self._in_container(cdef) else "",
             stop_grace=float(cdef.get("stopTimeout") or self.stop_grace),
         )
         with self._lock:
             self._tasks[lt.arn] = lt
 
-    def request_stop(self, task: str, code: str, reason: str,
-                     grace: float | None = None) -> bool:
+    def request_stop(
+        self, task: str, code: str, reason: str, grace: float | None = None
+    ) -> bool:
         """Ask a task to stop (SIGTERM now, SIGKILL after the grace)."""
         lt = self.get(task)
         if lt is None or lt.phase in ("DEPROVISIONING", "STOPPED"):
@@ -323,16 +362,23 @@ class Driver:
         return True
 
     # -- environment and command -------------------------------------------------
-    def _environment(self, task: Any, cdef: dict[str, Any],
-                     override: dict[str, Any]) -> dict[str, str]:
-        env = {} if self._in_container(cdef) else {
-            k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    def _environment(
+        self, task: Any, cdef: dict[str, Any], override: dict[str, Any]
+    ) -> dict[str, str]:
+        env = (
+            {}
+            if self._in_container(cdef)
+            else {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        )
         env.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
         env.update(self.extra_env)
-        for pair in (cdef.get("environment") or []) + (override.get("environment") or []):
+        for pair in (cdef.get("environment") or []) + (
+            override.get("environment") or []
+        ):
             env[str(pair["name"])] = str(pair.get("value", ""))
         env["ECS_CONTAINER_METADATA_URI_V4"] = (
-            f"{self.runner_url}/_starburst/metadata/{task.id}")
+            f"{self.runner_url}/_starburst/metadata/{task.id}"
+        )
         env.setdefault("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")
         return env
 
@@ -344,7 +390,8 @@ class Driver:
         if not argv:
             return [sys.executable, "-m", "starburst_worker"]
         if os.path.basename(argv[0]) in ("python", "python3") or argv[0].startswith(
-                "python3."):
+            "python3."
+        ):
             argv[0] = sys.executable
         return argv
 
@@ -363,7 +410,9 @@ class Driver:
                     self._tick(lt)
                 except Exception:  # one broken task must not stop the others
                     log.exception("driving task %s failed", lt.arn)
-                    self._fail_start(lt, "CannotStartContainerError: local runner error")
+                    self._fail_start(
+                        lt, "CannotStartContainerError: local runner error"
+                    )
             self._stop.wait(self.poll)
 
     def _tick(self, lt: LocalTask) -> None:
@@ -399,8 +448,13 @@ class Driver:
         try:
             with open(lt.log_path, "ab") as out:
                 lt.proc = subprocess.Popen(
-                    argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    argv,
+                    env=env,
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                     preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
                 )
         except OSError as exc:
@@ -416,7 +470,9 @@ class Driver:
         for container in t.containers:
             container.last_status = "RUNNING"
         now = time.monotonic()
-        lt.faults += [(now + f.after, f) for f in self.faults.take_for_task(lt.arn, True)]
+        lt.faults += [
+            (now + f.after, f) for f in self.faults.take_for_task(lt.arn, True)
+        ]
         log.info("task %s running as pid %d: %s", lt.id, lt.proc.pid, lt.command)
         if lt.stop_code:  # StopTask arrived while it was starting
             self._terminate(lt, lt.stop_grace)
@@ -424,8 +480,9 @@ class Driver:
     def _ship(self, lt: LocalTask) -> None:
         if not self.shipper or lt.log_path is None:
             return
-        target = awslogs_target(lt.container_def, lt.container_name, lt.id,
-                                lt.task.region_name)
+        target = awslogs_target(
+            lt.container_def, lt.container_name, lt.id, lt.task.region_name
+        )
         if target:
             group, stream, region, create = target
             self.shipper.add(lt.arn, Stream(lt.log_path, group, stream, region, create))
@@ -435,7 +492,9 @@ class Driver:
         code = lt.proc.poll()
         if code is not None:
             return self._exited(lt, code)
-        lt.faults += [(now + f.after, f) for f in self.faults.take_for_task(lt.arn, False)]
+        lt.faults += [
+            (now + f.after, f) for f in self.faults.take_for_task(lt.arn, False)
+        ]
         for due, fault in list(lt.faults):
             if now >= due:
                 lt.faults.remove((due, fault))
@@ -462,7 +521,9 @@ class Driver:
             self._terminate(lt, lt.stop_grace)
 
     def _terminate(self, lt: LocalTask, grace: float) -> None:
-        lt.phase = lt.task.last_status = "STOPPING" if lt.phase == "RUNNING" else lt.phase
+        lt.phase = lt.task.last_status = (
+            "STOPPING" if lt.phase == "RUNNING" else lt.phase
+        )
         lt.task.stopping_at = _now()
         lt.kill_deadline = time.monotonic() + grace
         if lt.proc is not None and lt.image:
@@ -505,8 +566,11 @@ class Driver:
         t = lt.task
         if lt.image:
             code = self._container_exit(lt, code)
-        exit_code = lt.exit_override if lt.exit_override is not None else (
-            128 - code if code < 0 else code)
+        exit_code = (
+            lt.exit_override
+            if lt.exit_override is not None
+            else (128 - code if code < 0 else code)
+        )
         now = _now()
         t.stopping_at = getattr(t, "stopping_at", None) or now
         t.execution_stopped_at = now
@@ -546,18 +610,28 @@ class Driver:
     def _in_container(self, cdef: dict[str, Any]) -> bool:
         """Container mode, and the image names a registry host."""
         first, _, rest = str(cdef.get("image") or "").partition("/")
-        return bool(self.docker_host and rest and (
-            "." in first or ":" in first or first == "localhost"))
+        return bool(
+            self.docker_host
+            and rest
+            and ("." in first or ":" in first or first == "localhost")
+        )
 
     def _docker_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env["DOCKER_HOST"] = self.docker_host or ""
         return env
 
-    def _docker(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    def _docker(
+        self, *args: str, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
         try:
-            return subprocess.run(["docker", *args], env=self._docker_env(),
-                                  capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(
+                ["docker", *args],
+                env=self._docker_env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return subprocess.CompletedProcess(args, 1, "", str(exc))
 
@@ -570,6 +644,7 @@ class Driver:
 
         A failed pull stops the task as Fargate does (TaskFailedToStart)."""
         if lt.pull is None:
+
             def pull() -> None:
                 if not lt.image:
                     lt.pull_error = "the container definition has no image"
@@ -580,29 +655,47 @@ class Driver:
                 if done.returncode != 0:
                     lt.pull_error = (done.stderr or done.stdout).strip()[-500:]
 
-            lt.pull = threading.Thread(target=pull, daemon=True,
-                                       name=f"starburst-pull-{lt.id}")
+            lt.pull = threading.Thread(
+                target=pull, daemon=True, name=f"starburst-pull-{lt.id}"
+            )
             lt.pull.start()
             return False
         if lt.pull.is_alive():
             return False
         if lt.pull_error is not None:
-            self._fail_start(lt, "CannotPullContainerError: pull image manifest has "
-                             f"failed: {lt.image}: {lt.pull_error}")
+            self._fail_start(
+                lt,
+                "CannotPullContainerError: pull image manifest has "
+                f"failed: {lt.image}: {lt.pull_error}",
+            )
             return False
         return True
 
     def _docker_run(self, lt: LocalTask, cwd: Path) -> list[str]:
         """``docker run`` of the task's image with its environment and limits."""
         env_file = cwd / "env"
-        env_file.write_text("".join(f"{k}={v}\n" for k, v in lt.env.items()
-                                    if "\n" not in v))
-        argv = ["docker", "run", "--name", self._container_name(lt), "--network", "host",
-                "--env-file", str(env_file),
-                "--label", f"dev.starburst.local.task={lt.arn}"]
+        env_file.write_text(
+            "".join(f"{k}={v}\n" for k, v in lt.env.items() if "\n" not in v)
+        )
+        argv = [
+            "docker",
+            "run",
+            "--name",
+            self._container_name(lt),
+            "--network",
+            "host",
+            "--env-file",
+            str(env_file),
+            "--label",
+            f"dev.starburst.local.task={lt.arn}",
+        ]
         if lt.memory_mib:
-            argv += ["--memory", f"{lt.memory_mib}m", "--memory-swap",
-                     f"{lt.memory_mib}m"]
+            argv += [
+                "--memory",
+                f"{lt.memory_mib}m",
+                "--memory-swap",
+                f"{lt.memory_mib}m",
+            ]
         if lt.cpu_units:
             argv += ["--cpus", f"{lt.cpu_units / 1024:g}"]
         entry, *args = lt.command or [""]
@@ -613,8 +706,9 @@ class Driver:
     def _container_exit(self, lt: LocalTask, code: int) -> int:
         """The container's own exit code (and OOM kill), then remove it."""
         name = self._container_name(lt)
-        done = self._docker("inspect", "--format",
-                            "{{.State.ExitCode}} {{.State.OOMKilled}}", name)
+        done = self._docker(
+            "inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name
+        )
         if done.returncode == 0:
             exit_text, oom = done.stdout.split()
             code = int(exit_text)

@@ -43,7 +43,9 @@ class Fault:
     @classmethod
     def from_json(cls, doc: Any) -> Fault:
         if not isinstance(doc, dict) or doc.get("kind") not in KINDS:
-            raise ValueError(f"a fault is a JSON object with kind in {KINDS}, got {doc!r}")
+            raise ValueError(
+                f"a fault is a JSON object with kind in {KINDS}, got {doc!r}"
+            )
         fault = cls(
             kind=doc["kind"],
             task=doc.get("task") or None,

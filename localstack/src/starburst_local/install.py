@@ -48,7 +48,9 @@ def _works(python: str) -> bool:
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -71,15 +73,20 @@ def _pyenv_candidates() -> list[str]:
         root = out.stdout.strip() if out.returncode == 0 else None
     if not root:
         return []
-    return sorted(glob.glob(os.path.join(root, "versions", "3.13*", "bin", "python3.13")),
-                  reverse=True)
+    return sorted(
+        glob.glob(os.path.join(root, "versions", "3.13*", "bin", "python3.13")),
+        reverse=True,
+    )
 
 
 def find_python313() -> str:
     """Path of a working Python 3.13 interpreter, found by probing (never hard-coded)."""
     tried: list[str] = []
-    for finder in (_uv_candidate, _pyenv_candidates,
-                   lambda: [p] if (p := shutil.which("python3.13")) else []):
+    for finder in (
+        _uv_candidate,
+        _pyenv_candidates,
+        lambda: [p] if (p := shutil.which("python3.13")) else [],
+    ):
         for candidate in finder():
             tried.append(candidate)
             if _works(candidate):
@@ -95,7 +102,9 @@ def _run(cmd: list[str], what: str) -> None:
     log.debug("running %s", " ".join(cmd))
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise InstallError(f"{what} failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
+        raise InstallError(
+            f"{what} failed (exit {out.returncode}):\n{out.stderr[-4000:]}"
+        )
 
 
 def is_installed(venv: Path | None = None) -> bool:
@@ -111,7 +120,9 @@ def ensure_localstack() -> Path:
         return venv_python(venv)
     uv = shutil.which("uv")
     if not uv:
-        raise InstallError("`uv` is not on PATH; install it (https://docs.astral.sh/uv/)")
+        raise InstallError(
+            "`uv` is not on PATH; install it (https://docs.astral.sh/uv/)"
+        )
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f"{venv.name}.lock", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
@@ -122,10 +133,23 @@ def ensure_localstack() -> Path:
         log.info("installing LocalStack into %s with %s", venv, python)
         if venv.exists():
             shutil.rmtree(venv)
-        _run([uv, "venv", "--quiet", "--python", python, str(venv)], "creating the venv")
-        _run([uv, "pip", "sync", "--quiet", "--python", str(venv_python(venv)),
-              "--require-hashes", "--compile-bytecode", str(lock)],
-             f"installing {lock.name}")
+        _run(
+            [uv, "venv", "--quiet", "--python", python, str(venv)], "creating the venv"
+        )
+        _run(
+            [
+                uv,
+                "pip",
+                "sync",
+                "--quiet",
+                "--python",
+                str(venv_python(venv)),
+                "--require-hashes",
+                "--compile-bytecode",
+                str(lock),
+            ],
+            f"installing {lock.name}",
+        )
         (venv / MARKER).write_text(lock_hash(lock) + "\n")
         log.info("LocalStack installed in %.1f s", time.monotonic() - started)
     return venv_python(venv)

@@ -39,8 +39,11 @@ def localstack_env(port: int, root: Path) -> dict[str, str]:
 
 def _base_env() -> dict[str, str]:
     """Our environment minus AWS_* and anything that would steer LocalStack itself."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "LOCALSTACK_", "GATEWAY_", "SERVICES"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "LOCALSTACK_", "GATEWAY_", "SERVICES"))
+    }
 
 
 def _healthy(body: bytes) -> bool:
@@ -51,11 +54,15 @@ def _healthy(body: bytes) -> bool:
     return all(services.get(s) in ("available", "running") for s in SERVICES)
 
 
-def start_localstack(port: int, state_dir: Path, timeout: float = 120.0) -> dict[str, Any]:
+def start_localstack(
+    port: int, state_dir: Path, timeout: float = 120.0
+) -> dict[str, Any]:
     """Install if needed, start LocalStack on 127.0.0.1:``port``, wait until healthy."""
     if procs.port_in_use(port):
-        raise RuntimeError(f"port {port} on 127.0.0.1 is taken; stop what uses it or "
-                           "pick another with --localstack-port")
+        raise RuntimeError(
+            f"port {port} on 127.0.0.1 is taken; stop what uses it or "
+            "pick another with --localstack-port"
+        )
     python = ensure_localstack()
     root = state_dir / "localstack"
     root.mkdir(parents=True, exist_ok=True)
@@ -63,8 +70,14 @@ def start_localstack(port: int, state_dir: Path, timeout: float = 120.0) -> dict
     env = {**_base_env(), **localstack_env(port, root)}
     rec = procs.spawn([str(python), "-m", "localstack.runtime.main"], env, log_path)
     try:
-        procs.wait_http(f"http://127.0.0.1:{port}/_localstack/health", rec, "LocalStack",
-                        log_path, timeout=timeout, ready=_healthy)
+        procs.wait_http(
+            f"http://127.0.0.1:{port}/_localstack/health",
+            rec,
+            "LocalStack",
+            log_path,
+            timeout=timeout,
+            ready=_healthy,
+        )
     except Exception:
         procs.stop(rec, "LocalStack")
         raise

@@ -40,8 +40,9 @@ class Stream:
     pending: bytes = b""
 
 
-def awslogs_target(container_def: dict[str, Any], container: str, task_id: str,
-                   default_region: str) -> tuple[str, str, str, bool] | None:
+def awslogs_target(
+    container_def: dict[str, Any], container: str, task_id: str, default_region: str
+) -> tuple[str, str, str, bool] | None:
     """(group, stream, region, create_group) for an awslogs container, else None."""
     conf = container_def.get("logConfiguration") or {}
     if conf.get("logDriver") != "awslogs":
@@ -65,8 +66,9 @@ class LogShipper:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="starburst-logship",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="starburst-logship", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -99,8 +101,13 @@ class LogShipper:
                 self._ship(stream, final or stream.finished)
             except Exception as exc:  # never let one stream kill the thread
                 if not stream.failed:
-                    log.warning("shipping %s to CloudWatch Logs %s/%s failed: %s",
-                                stream.path, stream.group, stream.stream, exc)
+                    log.warning(
+                        "shipping %s to CloudWatch Logs %s/%s failed: %s",
+                        stream.path,
+                        stream.group,
+                        stream.stream,
+                        exc,
+                    )
                 stream.failed = True
             if stream.finished and not stream.pending:
                 with self._lock:
@@ -117,8 +124,11 @@ class LogShipper:
         data = stream.pending + data
         lines = data.split(b"\n")
         stream.pending = b"" if drain else lines.pop()
-        return [ln.decode("utf-8", "replace").rstrip("\r")[:MAX_EVENT_BYTES]
-                for ln in lines if ln.strip()]
+        return [
+            ln.decode("utf-8", "replace").rstrip("\r")[:MAX_EVENT_BYTES]
+            for ln in lines
+            if ln.strip()
+        ]
 
     def _client(self, region: str) -> Any:
         if region not in self._clients:
@@ -134,7 +144,9 @@ class LogShipper:
             with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
                 client.create_log_group(logGroupName=stream.group)
         with contextlib.suppress(client.exceptions.ResourceAlreadyExistsException):
-            client.create_log_stream(logGroupName=stream.group, logStreamName=stream.stream)
+            client.create_log_stream(
+                logGroupName=stream.group, logStreamName=stream.stream
+            )
         stream.created = True
 
     def _ship(self, stream: Stream, drain: bool) -> None:
@@ -146,7 +158,8 @@ class LogShipper:
         now = int(time.time() * 1000)
         for batch in _batches(lines):
             client.put_log_events(
-                logGroupName=stream.group, logStreamName=stream.stream,
+                logGroupName=stream.group,
+                logStreamName=stream.stream,
                 logEvents=[{"timestamp": now, "message": m} for m in batch],
             )
 

@@ -44,10 +44,19 @@ def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[str, Any]
     """Start a server in its own session, output appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
-            "start_ticks": _start_ticks(proc.pid)}
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return {
+        "pid": proc.pid,
+        "create_time": psutil.Process(proc.pid).create_time(),
+        "start_ticks": _start_ticks(proc.pid),
+    }
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -58,7 +67,7 @@ def _start_ticks(pid: int) -> int | None:
         return None
     # Fields after the command (which may hold spaces and parentheses): the
     # state is field 3, the start time field 22.
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def alive(rec: dict[str, Any] | None) -> bool:
@@ -108,15 +117,22 @@ def stop(rec: dict[str, Any] | None, name: str, grace: float = 15.0) -> bool:
     return True
 
 
-def wait_http(url: str, rec: dict[str, Any], name: str, log_path: Path,
-              timeout: float = 120.0,
-              ready: Callable[[bytes], bool] = lambda _body: True) -> None:
+def wait_http(
+    url: str,
+    rec: dict[str, Any],
+    name: str,
+    log_path: Path,
+    timeout: float = 120.0,
+    ready: Callable[[bytes], bool] = lambda _body: True,
+) -> None:
     """Poll ``url`` until it answers 200 and ``ready(body)``; fail fast if the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive(rec):
-            raise RuntimeError(f"{name} exited during start-up; its log {log_path} ends:\n"
-                               f"{tail(log_path)}")
+            raise RuntimeError(
+                f"{name} exited during start-up; its log {log_path} ends:\n"
+                f"{tail(log_path)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200 and ready(resp.read()):
@@ -124,8 +140,10 @@ def wait_http(url: str, rec: dict[str, Any], name: str, log_path: Path,
         except (urllib.error.URLError, OSError, ValueError):
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{name} did not become healthy at {url} within {timeout:.0f} s; "
-                       f"see {log_path}:\n{tail(log_path)}")
+    raise RuntimeError(
+        f"{name} did not become healthy at {url} within {timeout:.0f} s; "
+        f"see {log_path}:\n{tail(log_path)}"
+    )
 
 
 def tail(path: Path, lines: int = 20) -> str:

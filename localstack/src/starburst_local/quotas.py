@@ -57,11 +57,17 @@ def _quota(code: str, value: float, region: str, account: str) -> dict[str, Any]
     }
 
 
-def handle(quotas: Quotas, target: str, body: bytes, auth: str, *,
-           region: str = "us-east-1", account: str = "000000000000",
-           ) -> tuple[int, dict[str, Any]] | None:
+def handle(
+    quotas: Quotas,
+    target: str,
+    body: bytes,
+    auth: str,
+    *,
+    region: str = "us-east-1",
+    account: str = "000000000000",
+) -> tuple[int, dict[str, Any]] | None:
     """(status, JSON body) for a Fargate quota request, or None to pass it to moto."""
-    op = target[len(TARGET_PREFIX):]
+    op = target[len(TARGET_PREFIX) :]
     try:
         params = json.loads(body or b"{}")
     except ValueError:
@@ -69,8 +75,10 @@ def handle(quotas: Quotas, target: str, body: bytes, auth: str, *,
     if op == "GetRequestedServiceQuotaChange":
         found = quotas.requests.get(params.get("RequestId", ""))
         if found is None:
-            return 400, {"__type": "NoSuchResourceException",
-                         "message": f"No request with id {params.get('RequestId')}."}
+            return 400, {
+                "__type": "NoSuchResourceException",
+                "message": f"No request with id {params.get('RequestId')}.",
+            }
         return 200, {"RequestedQuota": found}
     if params.get("ServiceCode") != "fargate":
         return None
@@ -78,40 +86,64 @@ def handle(quotas: Quotas, target: str, body: bytes, auth: str, *,
     if op == "RequestServiceQuotaIncrease":
         return _request_increase(quotas, params, region, account)
     if op == "ListRequestedServiceQuotaChangeHistoryByQuota":
-        return 200, {"RequestedQuotas": [
-            r for r in quotas.requests.values()
-            if r["QuotaCode"] == params.get("QuotaCode")]}
+        return 200, {
+            "RequestedQuotas": [
+                r
+                for r in quotas.requests.values()
+                if r["QuotaCode"] == params.get("QuotaCode")
+            ]
+        }
     if op in ("GetServiceQuota", "GetAWSDefaultServiceQuota"):
         code = params.get("QuotaCode", "")
         value = quotas.value(code)
         if value is None:
-            return 400, {"__type": "NoSuchResourceException",
-                         "message": f"The quota {code} for fargate does not exist."}
+            return 400, {
+                "__type": "NoSuchResourceException",
+                "message": f"The quota {code} for fargate does not exist.",
+            }
         return 200, {"Quota": _quota(code, value, region, account)}
     if op in ("ListServiceQuotas", "ListAWSDefaultServiceQuotas"):
-        return 200, {"Quotas": [_quota(c, quotas.value(c) or 0.0, region, account)
-                                for c in (ON_DEMAND_CODE, SPOT_CODE)]}
+        return 200, {
+            "Quotas": [
+                _quota(c, quotas.value(c) or 0.0, region, account)
+                for c in (ON_DEMAND_CODE, SPOT_CODE)
+            ]
+        }
     return None
 
 
-def _request_increase(quotas: Quotas, params: dict[str, Any], region: str,
-                      account: str) -> tuple[int, dict[str, Any]]:
+def _request_increase(
+    quotas: Quotas, params: dict[str, Any], region: str, account: str
+) -> tuple[int, dict[str, Any]]:
     code = params.get("QuotaCode", "")
     if quotas.value(code) is None:
-        return 400, {"__type": "NoSuchResourceException",
-                     "message": f"The quota {code} for fargate does not exist."}
-    if any(r["QuotaCode"] == code and r["Status"] in ("PENDING", "CASE_OPENED")
-           for r in quotas.requests.values()):
-        return 400, {"__type": "ResourceAlreadyExistsException",
-                     "message": f"A request for {code} is already open."}
+        return 400, {
+            "__type": "NoSuchResourceException",
+            "message": f"The quota {code} for fargate does not exist.",
+        }
+    if any(
+        r["QuotaCode"] == code and r["Status"] in ("PENDING", "CASE_OPENED")
+        for r in quotas.requests.values()
+    ):
+        return 400, {
+            "__type": "ResourceAlreadyExistsException",
+            "message": f"A request for {code} is already open.",
+        }
     request_id = uuid.uuid4().hex
     quotas.requests[request_id] = {
-        "Id": request_id, "CaseId": f"local-{request_id[:10]}",
-        "ServiceCode": "fargate", "ServiceName": "AWS Fargate", "QuotaCode": code,
-        "QuotaName": NAMES[code], "DesiredValue": float(params.get("DesiredValue", 0)),
-        "Status": "CASE_OPENED", "Created": time.time(), "LastUpdated": time.time(),
+        "Id": request_id,
+        "CaseId": f"local-{request_id[:10]}",
+        "ServiceCode": "fargate",
+        "ServiceName": "AWS Fargate",
+        "QuotaCode": code,
+        "QuotaName": NAMES[code],
+        "DesiredValue": float(params.get("DesiredValue", 0)),
+        "Status": "CASE_OPENED",
+        "Created": time.time(),
+        "LastUpdated": time.time(),
         "Requester": f"arn:aws:iam::{account}:root",
         "QuotaArn": f"arn:aws:servicequotas:{region}:{account}:fargate/{code}",
-        "GlobalQuota": False, "Unit": "None",
+        "GlobalQuota": False,
+        "Unit": "None",
     }
     return 200, {"RequestedQuota": quotas.requests[request_id]}

@@ -58,12 +58,20 @@ class RunnerConfig:
     docker_host: str = ""
 
 
-def _json_response(start_response: Any, status: int, body: Any,
-                   content_type: str = "application/json") -> list[bytes]:
+def _json_response(
+    start_response: Any, status: int, body: Any, content_type: str = "application/json"
+) -> list[bytes]:
     data = json.dumps(body, default=str).encode()
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-    start_response(f"{status} {reason.get(status, 'Error')}",
-                   [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+    }
+    start_response(
+        f"{status} {reason.get(status, 'Error')}",
+        [("Content-Type", content_type), ("Content-Length", str(len(data)))],
+    )
     return [data]
 
 
@@ -75,8 +83,9 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 class RunnerApp:
     """WSGI middleware: the runner API and Fargate quotas in front of moto."""
 
-    def __init__(self, moto_app: Any, driver: Driver, quotas: quota_api.Quotas,
-                 region: str) -> None:
+    def __init__(
+        self, moto_app: Any, driver: Driver, quotas: quota_api.Quotas, region: str
+    ) -> None:
         self.moto_app = moto_app
         self.driver = driver
         self.quotas = quotas
@@ -85,16 +94,22 @@ class RunnerApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_starburst/"):
-            return self._api(environ, start_response, path[len("/_starburst/"):])
+            return self._api(environ, start_response, path[len("/_starburst/") :])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith(quota_api.TARGET_PREFIX):
             body = _read_body(environ)
-            answer = quota_api.handle(self.quotas, target, body,
-                                      environ.get("HTTP_AUTHORIZATION", ""),
-                                      region=self.region, account=ACCOUNT_ID)
+            answer = quota_api.handle(
+                self.quotas,
+                target,
+                body,
+                environ.get("HTTP_AUTHORIZATION", ""),
+                region=self.region,
+                account=ACCOUNT_ID,
+            )
             if answer is not None:
-                return _json_response(start_response, answer[0], answer[1],
-                                      "application/x-amz-json-1.1")
+                return _json_response(
+                    start_response, answer[0], answer[1], "application/x-amz-json-1.1"
+                )
             environ["wsgi.input"] = io.BytesIO(body)
         return self.moto_app(environ, start_response)
 
@@ -107,16 +122,25 @@ class RunnerApp:
             status, body = 400, {"error": str(exc)}
         return _json_response(start_response, status, body)
 
-    def _route(self, method: str, parts: list[str],
-               environ: dict[str, Any]) -> tuple[int, Any]:
+    def _route(
+        self, method: str, parts: list[str], environ: dict[str, Any]
+    ) -> tuple[int, Any]:
         head = parts[0]
         if head == "health":
-            return 200, {"ok": True, "tasks": len(self.driver.arns()),
-                         "started": self.driver.started_count}
+            return 200, {
+                "ok": True,
+                "tasks": len(self.driver.arns()),
+                "started": self.driver.started_count,
+            }
         if head == "tasks":
-            return 200, [{"arn": lt.arn, "phase": lt.phase,
-                          "pid": lt.proc.pid if lt.proc else None}
-                         for lt in self.driver.snapshot()]
+            return 200, [
+                {
+                    "arn": lt.arn,
+                    "phase": lt.phase,
+                    "pid": lt.proc.pid if lt.proc else None,
+                }
+                for lt in self.driver.snapshot()
+            ]
         if head == "metadata" and len(parts) >= 2:
             lt = self.driver.get(parts[1])
             if lt is None:
@@ -134,7 +158,9 @@ class RunnerApp:
         if head == "quotas":
             if method == "PUT":
                 doc = json.loads(_read_body(environ) or b"{}")
-                self.quotas.on_demand = float(doc.get("on_demand", self.quotas.on_demand))
+                self.quotas.on_demand = float(
+                    doc.get("on_demand", self.quotas.on_demand)
+                )
                 self.quotas.spot = float(doc.get("spot", self.quotas.spot))
             return 200, {"on_demand": self.quotas.on_demand, "spot": self.quotas.spot}
         return 404, {"error": f"unknown route /_starburst/{'/'.join(parts)}"}
@@ -156,7 +182,9 @@ def _check_loopback(host: str) -> None:
     if host == "localhost":
         return
     if not ipaddress.ip_address(host).is_loopback:
-        raise ValueError(f"the runner binds loopback only; {host} is not a loopback address")
+        raise ValueError(
+            f"the runner binds loopback only; {host} is not a loopback address"
+        )
 
 
 class Runner:
@@ -170,10 +198,14 @@ class Runner:
         os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
         self.config = config
         self.quotas = quota_api.Quotas(config.quota_on_demand, config.quota_spot)
-        self.driver = Driver(Path(config.state_dir), cold_start=config.cold_start,
-                             stop_grace=config.stop_grace, extra_env=config.extra_env,
-                             ship_logs=config.ship_logs,
-                             docker_host=config.docker_host or None)
+        self.driver = Driver(
+            Path(config.state_dir),
+            cold_start=config.cold_start,
+            stop_grace=config.stop_grace,
+            extra_env=config.extra_env,
+            ship_logs=config.ship_logs,
+            docker_host=config.docker_host or None,
+        )
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -196,15 +228,22 @@ class Runner:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_app = DomainDispatcherApplication(create_backend_app)
         app = RunnerApp(moto_app, self.driver, self.quotas, self.config.region)
-        self._server = make_server(self.config.host, self.config.port, app,
-                                   threaded=True, request_handler=MotoRequestHandler)
+        self._server = make_server(
+            self.config.host,
+            self.config.port,
+            app,
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
         self.driver.runner_url = self.url
         self.driver.start()
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="starburst-runner-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="starburst-runner-http", daemon=True
+        )
         self._thread.start()
-        log.info("local Fargate runner on %s (state in %s)", self.url,
-                 self.config.state_dir)
+        log.info(
+            "local Fargate runner on %s (state in %s)", self.url, self.config.state_dir
+        )
         return self
 
     def stop(self, grace: float = 5.0) -> None:
@@ -233,42 +272,75 @@ def _env_float(name: str, default: float) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> RunnerConfig:
-    p = argparse.ArgumentParser(prog="python -m starburst_local.runner",
-                                description="The starburst local Fargate runner.")
+    p = argparse.ArgumentParser(
+        prog="python -m starburst_local.runner",
+        description="The starburst local Fargate runner.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    p.add_argument("--port", type=int, default=int(os.environ.get(
-        "STARBURST_LOCAL_RUNNER_PORT", 4599)))
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("STARBURST_LOCAL_RUNNER_PORT", 4599)),
+    )
     p.add_argument("--state-dir", required=True, type=Path)
-    p.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    p.add_argument("--quota-on-demand", type=float,
-                   default=_env_float("STARBURST_LOCAL_QUOTA_ON_DEMAND", 16.0),
-                   help="Fargate On-Demand vCPU quota (L-3032A538)")
-    p.add_argument("--quota-spot", type=float,
-                   default=_env_float("STARBURST_LOCAL_QUOTA_SPOT", 16.0),
-                   help="Fargate Spot vCPU quota (L-36FBB829)")
-    p.add_argument("--cold-start", type=float,
-                   default=_env_float("STARBURST_LOCAL_COLD_START", 0.0),
-                   help="seconds between PROVISIONING and RUNNING")
-    p.add_argument("--stop-grace", type=float,
-                   default=_env_float("STARBURST_LOCAL_STOP_GRACE", 10.0),
-                   help="seconds between SIGTERM and SIGKILL on StopTask")
-    p.add_argument("--no-ship-logs", action="store_true",
-                   help="do not send task output to CloudWatch Logs")
-    p.add_argument("--docker-host", default=os.environ.get(
-        "STARBURST_LOCAL_DOCKER_HOST", ""),
-                   help="container mode: run tasks as containers on this Docker "
-                   "engine (unix://...) instead of local processes")
+    p.add_argument(
+        "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    )
+    p.add_argument(
+        "--quota-on-demand",
+        type=float,
+        default=_env_float("STARBURST_LOCAL_QUOTA_ON_DEMAND", 16.0),
+        help="Fargate On-Demand vCPU quota (L-3032A538)",
+    )
+    p.add_argument(
+        "--quota-spot",
+        type=float,
+        default=_env_float("STARBURST_LOCAL_QUOTA_SPOT", 16.0),
+        help="Fargate Spot vCPU quota (L-36FBB829)",
+    )
+    p.add_argument(
+        "--cold-start",
+        type=float,
+        default=_env_float("STARBURST_LOCAL_COLD_START", 0.0),
+        help="seconds between PROVISIONING and RUNNING",
+    )
+    p.add_argument(
+        "--stop-grace",
+        type=float,
+        default=_env_float("STARBURST_LOCAL_STOP_GRACE", 10.0),
+        help="seconds between SIGTERM and SIGKILL on StopTask",
+    )
+    p.add_argument(
+        "--no-ship-logs",
+        action="store_true",
+        help="do not send task output to CloudWatch Logs",
+    )
+    p.add_argument(
+        "--docker-host",
+        default=os.environ.get("STARBURST_LOCAL_DOCKER_HOST", ""),
+        help="container mode: run tasks as containers on this Docker "
+        "engine (unix://...) instead of local processes",
+    )
     a = p.parse_args(argv)
-    return RunnerConfig(state_dir=a.state_dir, host=a.host, port=a.port,
-                        quota_on_demand=a.quota_on_demand, quota_spot=a.quota_spot,
-                        cold_start=a.cold_start, stop_grace=a.stop_grace,
-                        region=a.region, ship_logs=not a.no_ship_logs,
-                        docker_host=a.docker_host)
+    return RunnerConfig(
+        state_dir=a.state_dir,
+        host=a.host,
+        port=a.port,
+        quota_on_demand=a.quota_on_demand,
+        quota_spot=a.quota_spot,
+        cold_start=a.cold_start,
+        stop_grace=a.stop_grace,
+        region=a.region,
+        ship_logs=not a.no_ship_logs,
+        docker_host=a.docker_host,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("STARBURST_LOCAL_LOG", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("STARBURST_LOCAL_LOG", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     config = parse_args(argv)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

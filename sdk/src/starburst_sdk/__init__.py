@@ -1,9 +1,9 @@
 """starburst: send Python function calls to AWS Fargate, get futures back.
 
-    from starburst_sdk import Plan
+from starburst_sdk import Plan
 
-    with Plan(workers=50, cpu=2, memory="4GB") as plan:
-        results = list(plan.map(simulate, range(10_000)))
+with Plan(workers=50, cpu=2, memory="4GB") as plan:
+    results = list(plan.map(simulate, range(10_000)))
 """
 
 from ._config import DeploymentConfig, load_config

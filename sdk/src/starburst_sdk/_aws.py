@@ -42,9 +42,10 @@ class Clients:
         """Start again from a new boto3 session, so credentials are read afresh
         (environment, profile, SSO cache, role) and every client is remade."""
         old = self._session
-        session = boto3.Session(region_name=self.region,
-                                profile_name=old.profile_name
-                                if old.profile_name != "default" else None)
+        session = boto3.Session(
+            region_name=self.region,
+            profile_name=old.profile_name if old.profile_name != "default" else None,
+        )
         with self._lock:
             self._session = session
             self._clients = {}
@@ -56,19 +57,31 @@ class Clients:
         with self._lock:
             client = self._clients.get(name)
             if client is None:
-                client = self._session.client(name, region_name=self.region,
-                                              config=_CONFIG)
+                client = self._session.client(
+                    name, region_name=self.region, config=_CONFIG
+                )
                 self._clients[name] = client
             return client
 
 
-_CREDENTIAL_CODES = frozenset({
-    "ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired",
-    "InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId",
-})
-_CREDENTIAL_ERRORS = (bexc.NoCredentialsError, bexc.PartialCredentialsError,
-                      bexc.CredentialRetrievalError, bexc.TokenRetrievalError,
-                      bexc.UnauthorizedSSOTokenError)
+_CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "InvalidAccessKeyId",
+    }
+)
+_CREDENTIAL_ERRORS = (
+    bexc.NoCredentialsError,
+    bexc.PartialCredentialsError,
+    bexc.CredentialRetrievalError,
+    bexc.TokenRetrievalError,
+    bexc.UnauthorizedSSOTokenError,
+)
 
 
 def credentials_error(exc: BaseException) -> bool:

@@ -122,7 +122,7 @@ def load_config(ssm_client: Any, deployment: str) -> DeploymentConfig:
             f"no starburst deployment {deployment!r}: SSM parameter {name} does not "
             "exist in this account and region. Create it with `starburst-cli infra "
             "apply`, or start the local cloud with `starburst-cli local up` and "
-            "`eval \"$(starburst-cli local env)\"`"
+            '`eval "$(starburst-cli local env)"`'
         ) from None
     try:
         doc = json.loads(resp["Parameter"]["Value"])

@@ -71,8 +71,11 @@ def load_prices(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     if hit is not None and hit[0] == mtime:
         return hit[1]
     if path is None:
-        text = resources.files("starburst_sdk").joinpath(
-            "data/fargate_prices.json").read_text()
+        text = (
+            resources.files("starburst_sdk")
+            .joinpath("data/fargate_prices.json")
+            .read_text()
+        )
     else:
         text = Path(path).read_text()
     doc = json.loads(text)
@@ -93,19 +96,24 @@ def check_prices(doc: Any, source: str = "price table") -> None:
             for arch in ARCHES:
                 try:
                     prices = entry[market][arch]
-                    ok = all(isinstance(prices[k], int | float) and prices[k] >= 0
-                             for k in ("vcpu_hour", "gb_hour"))
+                    ok = all(
+                        isinstance(prices[k], int | float) and prices[k] >= 0
+                        for k in ("vcpu_hour", "gb_hour")
+                    )
                 except (KeyError, TypeError):
                     ok = False
                 if not ok:
                     raise ValueError(
                         f"{source}: region {region!r} lacks {market} {arch} "
-                        "vcpu_hour and gb_hour")
+                        "vcpu_hour and gb_hour"
+                    )
         if not isinstance(entry.get("storage_gb_hour"), int | float):
             raise ValueError(f"{source}: region {region!r} lacks storage_gb_hour")
 
 
-def write_prices(doc: dict[str, Any], path: str | os.PathLike[str] | None = None) -> Path:
+def write_prices(
+    doc: dict[str, Any], path: str | os.PathLike[str] | None = None
+) -> Path:
     """Save a price table (e.g. from ``refresh_prices``) where ``load_prices``
     finds it. -> the path written."""
     check_prices(doc)
@@ -126,15 +134,24 @@ class Rate:
     gb_hour: float
     storage_gb_hour: float = 0.0
 
-    def per_second(self, vcpu: float, memory_gb: float,
-                   storage_gb: float = FREE_STORAGE_GB) -> float:
+    def per_second(
+        self, vcpu: float, memory_gb: float, storage_gb: float = FREE_STORAGE_GB
+    ) -> float:
         extra = max(0.0, storage_gb - FREE_STORAGE_GB)
-        return (vcpu * self.vcpu_hour + memory_gb * self.gb_hour
-                + extra * self.storage_gb_hour) / 3600
+        return (
+            vcpu * self.vcpu_hour
+            + memory_gb * self.gb_hour
+            + extra * self.storage_gb_hour
+        ) / 3600
 
 
-def rate(region: str, *, arch: str = "x86_64", spot: bool = False,
-         prices: dict[str, Any] | None = None) -> Rate:
+def rate(
+    region: str,
+    *,
+    arch: str = "x86_64",
+    spot: bool = False,
+    prices: dict[str, Any] | None = None,
+) -> Rate:
     """The Fargate price of one region, architecture and market.
 
     Raises:
@@ -154,8 +171,11 @@ def rate(region: str, *, arch: str = "x86_64", spot: bool = False,
             "Pricing API to add regions"
         ) from None
     p = entry["spot" if spot else "on_demand"][arch]
-    return Rate(float(p["vcpu_hour"]), float(p["gb_hour"]),
-                float(entry.get("storage_gb_hour", 0.0)))
+    return Rate(
+        float(p["vcpu_hour"]),
+        float(p["gb_hour"]),
+        float(entry.get("storage_gb_hour", 0.0)),
+    )
 
 
 def billed_seconds(seconds: float) -> float:
@@ -163,8 +183,15 @@ def billed_seconds(seconds: float) -> float:
     return float(max(MINIMUM_SECONDS, math.ceil(seconds - 1e-9)))
 
 
-def task_cost(seconds: float, vcpu: float, memory_gb: float, region: str, *,
-              arch: str = "x86_64", spot: bool = False) -> float:
+def task_cost(
+    seconds: float,
+    vcpu: float,
+    memory_gb: float,
+    region: str,
+    *,
+    arch: str = "x86_64",
+    spot: bool = False,
+) -> float:
     """Dollars for one Fargate task that ran ``seconds``."""
     r = rate(region, arch=arch, spot=spot)
     return billed_seconds(seconds) * r.per_second(vcpu, memory_gb)
@@ -189,8 +216,9 @@ def refresh_prices(pricing_client: Any) -> dict[str, Any]:
     found: dict[str, dict[str, Any]] = {}
     args: dict[str, Any] = {
         "ServiceCode": "AmazonECS",
-        "Filters": [{"Type": "TERM_MATCH", "Field": "productFamily",
-                     "Value": "Compute"}],
+        "Filters": [
+            {"Type": "TERM_MATCH", "Field": "productFamily", "Value": "Compute"}
+        ],
         "FormatVersion": "aws_v1",
         "MaxResults": 100,
     }
@@ -215,8 +243,10 @@ def refresh_prices(pricing_client: Any) -> dict[str, Any]:
     for region, entry in sorted(found.items()):
         complete = all(
             dim in entry.get(market, {}).get(arch, {})
-            for market in ("on_demand", "spot") for arch in ARCHES
-            for dim in ("vcpu_hour", "gb_hour"))
+            for market in ("on_demand", "spot")
+            for arch in ARCHES
+            for dim in ("vcpu_hour", "gb_hour")
+        )
         if not complete:
             log.debug("price table: region %s is incomplete in the Pricing API", region)
             continue
@@ -228,9 +258,11 @@ def refresh_prices(pricing_client: Any) -> dict[str, Any]:
     return {
         "source": "AWS Pricing API, get_products ServiceCode=AmazonECS",
         "as_of": time.strftime("%Y-%m-%d", time.gmtime()),
-        "note": ("Fargate Linux prices from the AWS Pricing API. Spot prices float "
-                 "with spare capacity; these were the current ones on as_of. The "
-                 "first 20 GB of ephemeral storage are free."),
+        "note": (
+            "Fargate Linux prices from the AWS Pricing API. Spot prices float "
+            "with spare capacity; these were the current ones on as_of. The "
+            "first 20 GB of ephemeral storage are free."
+        ),
         "free_storage_gb": FREE_STORAGE_GB,
         "regions": regions,
     }
@@ -292,8 +324,9 @@ class CostReport:
 
     def __str__(self) -> str:
         label = "about " if self.estimated else ""
-        return (f"{label}${self.total:.4f} for {len(self.workers)} worker(s) "
-                f"({self.note})")
+        return (
+            f"{label}${self.total:.4f} for {len(self.workers)} worker(s) ({self.note})"
+        )
 
 
 def session_cost(registry: Registry, *, now: float | None = None) -> CostReport:
@@ -339,24 +372,32 @@ def session_cost(registry: Registry, *, now: float | None = None) -> CostReport:
         seconds = max(0.0, end - start)
         billed = billed_seconds(seconds)
         per_second = rates[provider == SPOT_PROVIDER].per_second(
-            vcpu, memory_gb, storage_gb)
+            vcpu, memory_gb, storage_gb
+        )
         costs.append(WorkerCost(w.arn, seconds, billed, provider, billed * per_second))
     total = sum(c.dollars for c in costs)
     market = "Spot" if default_provider == SPOT_PROVIDER else "On-Demand"
-    parts = [f"{region} {market} {arch} prices of {load_prices().get('as_of', '?')}, "
-             "per second with a one-minute minimum"]
+    parts = [
+        f"{region} {market} {arch} prices of {load_prices().get('as_of', '?')}, "
+        "per second with a one-minute minimum"
+    ]
     if running:
         parts.append(f"{running} running worker(s) counted up to now")
     if guessed_start:
-        parts.append(f"estimate: {guessed_start} worker(s) with no start time from "
-                     "ECS counted from their launch")
+        parts.append(
+            f"estimate: {guessed_start} worker(s) with no start time from "
+            "ECS counted from their launch"
+        )
     if guessed_stop:
-        parts.append(f"estimate: {guessed_stop} stopped worker(s) with no stop time "
-                     "counted up to now")
+        parts.append(
+            f"estimate: {guessed_stop} stopped worker(s) with no stop time "
+            "counted up to now"
+        )
     if any(c.capacity_provider == SPOT_PROVIDER for c in costs):
         parts.append("Spot prices float; the table's are approximate")
-    return CostReport(total, costs, bool(guessed_start or guessed_stop),
-                      "; ".join(parts))
+    return CostReport(
+        total, costs, bool(guessed_start or guessed_stop), "; ".join(parts)
+    )
 
 
 def billing_start(worker: WorkerRecord) -> float | None:
@@ -406,18 +447,32 @@ class Estimate:
     assumptions: str = field(repr=False)
 
     def __str__(self) -> str:
-        return (f"{self.n_tasks:,} task(s) of {self.seconds_per_task:.3g} s on "
-                f"{self.workers} worker(s) in {self.waves} wave(s): about "
-                f"{_duration(self.wall_seconds)} and ${self.dollars:.4f}\n"
-                f"assumptions: {self.assumptions}")
+        return (
+            f"{self.n_tasks:,} task(s) of {self.seconds_per_task:.3g} s on "
+            f"{self.workers} worker(s) in {self.waves} wave(s): about "
+            f"{_duration(self.wall_seconds)} and ${self.dollars:.4f}\n"
+            f"assumptions: {self.assumptions}"
+        )
 
 
-def estimate(n_tasks: int, seconds_per_task: float, *, workers: int, vcpu: float,
-             memory_gb: float, region: str, arch: str = "x86_64", spot: bool = False,
-             chunksize: int = 1, cold_start: float = DEFAULT_COLD_START,
-             max_tasks_per_worker: int = 0, vcpu_quota: float | None = None,
-             idle_tail: float = 0.0, task_overhead: float = TASK_OVERHEAD,
-             timed: str = "") -> Estimate:
+def estimate(
+    n_tasks: int,
+    seconds_per_task: float,
+    *,
+    workers: int,
+    vcpu: float,
+    memory_gb: float,
+    region: str,
+    arch: str = "x86_64",
+    spot: bool = False,
+    chunksize: int = 1,
+    cold_start: float = DEFAULT_COLD_START,
+    max_tasks_per_worker: int = 0,
+    vcpu_quota: float | None = None,
+    idle_tail: float = 0.0,
+    task_overhead: float = TASK_OVERHEAD,
+    timed: str = "",
+) -> Estimate:
     """The arithmetic behind ``Plan.estimate``.
 
     ``n_tasks`` items travel in task objects of ``chunksize`` items; each
@@ -469,13 +524,15 @@ def estimate(n_tasks: int, seconds_per_task: float, *, workers: int, vcpu: float
     for _ in range(waves):  # each wave: ``pool`` workers, each billed for its life
         life = min(per_life, left)
         left -= life
-        billed = billed_seconds(cold_start + life * chunk_seconds
-                                + (idle_tail if left == 0 else 0.0))
+        billed = billed_seconds(
+            cold_start + life * chunk_seconds + (idle_tail if left == 0 else 0.0)
+        )
         dollars += pool * billed * per_second
     if max_tasks_per_worker:
         notes.append(f"a worker exits after {max_tasks_per_worker} task object(s)")
-    return Estimate(n_tasks, seconds_per_task, pool, waves, chunks, wall, dollars,
-                    "; ".join(notes))
+    return Estimate(
+        n_tasks, seconds_per_task, pool, waves, chunks, wall, dollars, "; ".join(notes)
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -44,9 +44,16 @@ class TaskDefinitionSpec:
 
     def family(self, deployment: str) -> str:
         key = json.dumps(
-            [self.image, self.size.cpu_units, self.size.memory_mib,
-             self.execution_role_arn, self.task_role_arn, self.log_group,
-             self.region, self.arch]
+            [
+                self.image,
+                self.size.cpu_units,
+                self.size.memory_mib,
+                self.execution_role_arn,
+                self.task_role_arn,
+                self.log_group,
+                self.region,
+                self.arch,
+            ]
         )
         return f"starburst-{deployment}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
@@ -85,8 +92,9 @@ class TaskDefinitionSpec:
         }
 
 
-def ensure_task_definition(ecs: Any, spec: TaskDefinitionSpec, deployment: str,
-                           tags: list[dict[str, str]]) -> str:
+def ensure_task_definition(
+    ecs: Any, spec: TaskDefinitionSpec, deployment: str, tags: list[dict[str, str]]
+) -> str:
     """Reuse an ACTIVE revision of the spec's family, or register one. -> ARN."""
     family = spec.family(deployment)
     resp = ecs.list_task_definitions(familyPrefix=family, status="ACTIVE", sort="DESC")
@@ -107,10 +115,19 @@ class LaunchResult:
     failures: list[dict[str, Any]]
 
 
-def run_tasks(ecs: Any, *, cluster: str, task_definition: str, count: int,
-              config: DeploymentConfig, environment: dict[str, str],
-              tags: list[dict[str, str]], started_by: str,
-              capacity_provider: str = "FARGATE", attempts: int = 6) -> LaunchResult:
+def run_tasks(
+    ecs: Any,
+    *,
+    cluster: str,
+    task_definition: str,
+    count: int,
+    config: DeploymentConfig,
+    environment: dict[str, str],
+    tags: list[dict[str, str]],
+    started_by: str,
+    capacity_provider: str = "FARGATE",
+    attempts: int = 6,
+) -> LaunchResult:
     """One RunTask call for at most ten tasks, retried when throttled."""
     if not 1 <= count <= RUN_TASK_BATCH:
         raise ValueError(f"RunTask starts 1 to {RUN_TASK_BATCH} tasks, not {count}")
@@ -129,8 +146,9 @@ def run_tasks(ecs: Any, *, cluster: str, task_definition: str, count: int,
             "containerOverrides": [
                 {
                     "name": CONTAINER,
-                    "environment": [{"name": k, "value": v}
-                                    for k, v in sorted(environment.items())],
+                    "environment": [
+                        {"name": k, "value": v} for k, v in sorted(environment.items())
+                    ],
                 }
             ]
         },
@@ -146,7 +164,9 @@ def run_tasks(ecs: Any, *, cluster: str, task_definition: str, count: int,
         ]
     overrides_size = len(json.dumps(args["overrides"]))
     if overrides_size > 8192:
-        raise ValueError(f"RunTask overrides are {overrides_size} bytes; AWS allows 8192")
+        raise ValueError(
+            f"RunTask overrides are {overrides_size} bytes; AWS allows 8192"
+        )
     for attempt in range(attempts):
         try:
             resp = ecs.run_task(**args)
@@ -157,8 +177,10 @@ def run_tasks(ecs: Any, *, cluster: str, task_definition: str, count: int,
             log.info("RunTask throttled (%s); retrying in %.1f s", exc, delay)
             time.sleep(delay)
             continue
-        return LaunchResult([t["taskArn"] for t in resp.get("tasks", [])],
-                            list(resp.get("failures", [])))
+        return LaunchResult(
+            [t["taskArn"] for t in resp.get("tasks", [])],
+            list(resp.get("failures", [])),
+        )
     raise AssertionError("unreachable")
 
 
@@ -170,8 +192,10 @@ def throttled(exc: BaseException) -> bool:
         return True
     # ECS sometimes reports a request rate over its limit this way; "rate" as a
     # word, so a message about, say, a separate parameter is not a throttle.
-    return code == "InvalidParameterException" and re.search(
-        r"\brate\b", str(exc), re.IGNORECASE) is not None
+    return (
+        code == "InvalidParameterException"
+        and re.search(r"\brate\b", str(exc), re.IGNORECASE) is not None
+    )
 
 
 def describe_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> list[dict[str, Any]]:

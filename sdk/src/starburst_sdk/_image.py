@@ -87,19 +87,30 @@ GLIBC = (2, 36)
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 _OCI_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 _WHEEL_ARCH = {"x86_64": "x86_64", "arm64": "aarch64"}
-_OURS = ("starburst-sdk", "starburst-worker", "starburst-cli", "starburst-local",
-         "starburst-workspace")
+_OURS = (
+    "starburst-sdk",
+    "starburst-worker",
+    "starburst-cli",
+    "starburst-local",
+    "starburst-workspace",
+)
 _TOOLS = ("pip",)  # build tools; not part of the image's environment
 _ENV_BASE = "STARBURST_BASE_IMAGE"
 _ENV_BUILDER = "STARBURST_IMAGE_BUILDER"
-_WORKER_ENV = {"PYTHONPATH": SITE, "PYTHONUNBUFFERED": "1",
-               "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}
+_WORKER_ENV = {
+    "PYTHONPATH": SITE,
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "HOME": "/tmp",
+}
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _CONFIG = "application/vnd.oci.image.config.v1+json"
 _LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-_INDEXES = ("application/vnd.oci.image.index.v1+json",
-            "application/vnd.docker.distribution.manifest.list.v2+json")
+_INDEXES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 _DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _ACCEPT = ", ".join([_MANIFEST, _DOCKER_MANIFEST, *_INDEXES])
 
@@ -144,12 +155,18 @@ class Environment:
         if self.kind == "installed":
             return {"kind": self.kind, "distributions": sorted(self.requirements)}
         assert self.root is not None
-        return {"kind": self.kind,
-                "files": {p.relative_to(self.root).as_posix(): _sha256(p.read_bytes())
-                          for p in sorted(self.files)}}
+        return {
+            "kind": self.kind,
+            "files": {
+                p.relative_to(self.root).as_posix(): _sha256(p.read_bytes())
+                for p in sorted(self.files)
+            },
+        }
 
 
-def detect_environment(project_dir: str | os.PathLike[str] | None = None) -> Environment:
+def detect_environment(
+    project_dir: str | os.PathLike[str] | None = None,
+) -> Environment:
     """Find the user's dependencies, from ``project_dir`` (default: the working dir) up.
 
     The first directory holding ``uv.lock``, ``poetry.lock``, ``requirements*.txt``
@@ -185,10 +202,13 @@ def _requirement_files(folder: Path) -> list[Path]:
 def _local_problem(name: str, where: str, editable: bool = False) -> Problem:
     how = "an editable install" if editable else "installed from a local path"
     return Problem(
-        name, f"{how} ({where}), so it is not put in the image",
+        name,
+        f"{how} ({where}), so it is not put in the image",
         "its pure-Python modules your functions use travel with each task by value; "
         "if it needs compiled code or data files, build a wheel (`pip wheel "
-        f"{where}`), publish it to an index, and depend on that version", fatal=False)
+        f"{where}`), publish it to an index, and depend on that version",
+        fatal=False,
+    )
 
 
 def _split_local(lines: Iterable[str], root: Path) -> tuple[list[str], list[Problem]]:
@@ -205,12 +225,17 @@ def _split_local(lines: Iterable[str], root: Path) -> tuple[list[str], list[Prob
             continue  # index and hash options: the image is installed offline
         elif line.startswith((".", "/", "file:")) or " @ file:" in line:
             problems.append(_local_problem(_guess_name(line), line))
-        elif re.match(r"^[\w.\-\[\], ]+@\s*(git\+|hg\+|svn\+|bzr\+)", line) or \
-                line.startswith(("git+", "hg+", "svn+", "bzr+")):
-            problems.append(Problem(
-                _guess_name(line), f"comes from version control ({line})",
-                "wheels are needed: build one (`pip wheel <url>`), publish it to an "
-                "index and pin that version"))
+        elif re.match(
+            r"^[\w.\-\[\], ]+@\s*(git\+|hg\+|svn\+|bzr\+)", line
+        ) or line.startswith(("git+", "hg+", "svn+", "bzr+")):
+            problems.append(
+                Problem(
+                    _guess_name(line),
+                    f"comes from version control ({line})",
+                    "wheels are needed: build one (`pip wheel <url>`), publish it to an "
+                    "index and pin that version",
+                )
+            )
         else:
             keep.append(line)
     return keep, problems
@@ -233,20 +258,33 @@ def _uv() -> list[str]:
         import uv  # type: ignore[import-not-found]
 
         return [uv.find_uv_bin()]
-    raise ImageError("this project is locked with uv.lock, but `uv` is not installed; "
-                     "install it (`pip install uv`) so its lock can be exported")
+    raise ImageError(
+        "this project is locked with uv.lock, but `uv` is not installed; "
+        "install it (`pip install uv`) so its lock can be exported"
+    )
 
 
 def _from_uv_lock(root: Path) -> Environment:
-    cmd = [*_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-header",
-           "--no-annotate", "--no-emit-project", "--no-emit-workspace",
-           "--format", "requirements.txt"]
+    cmd = [
+        *_uv(),
+        "export",
+        "--frozen",
+        "--no-dev",
+        "--no-hashes",
+        "--no-header",
+        "--no-annotate",
+        "--no-emit-project",
+        "--no-emit-workspace",
+        "--format",
+        "requirements.txt",
+    ]
     done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
         raise ImageError(f"`uv export` failed in {root}: {done.stderr.strip()}")
     lines, problems = _split_local(done.stdout.splitlines(), root)
-    return Environment("uv.lock", root, (root / "uv.lock",), tuple(lines),
-                       tuple(problems))
+    return Environment(
+        "uv.lock", root, (root / "uv.lock",), tuple(lines), tuple(problems)
+    )
 
 
 def _from_poetry_lock(root: Path) -> Environment:
@@ -265,20 +303,26 @@ def _from_poetry_lock(root: Path) -> Environment:
         source = pkg.get("source") or {}
         kind = source.get("type")
         if kind in ("directory", "file"):
-            problems.append(_local_problem(name, source.get("url", "?"),
-                                           bool(pkg.get("develop"))))
+            problems.append(
+                _local_problem(name, source.get("url", "?"), bool(pkg.get("develop")))
+            )
             continue
         if kind in ("git", "url"):
-            problems.append(Problem(
-                name, f"comes from {kind} {source.get('url', '?')}",
-                "wheels are needed: build one, publish it to an index and pin it"))
+            problems.append(
+                Problem(
+                    name,
+                    f"comes from {kind} {source.get('url', '?')}",
+                    "wheels are needed: build one, publish it to an index and pin it",
+                )
+            )
             continue
         markers = pkg.get("markers")
         if isinstance(markers, dict):
             markers = markers.get("main")
         lines.append(f"{name}=={version}" + (f" ; {markers}" if markers else ""))
-    return Environment("poetry.lock", root, (path,), tuple(sorted(lines)),
-                       tuple(problems))
+    return Environment(
+        "poetry.lock", root, (path,), tuple(sorted(lines)), tuple(problems)
+    )
 
 
 def _read_requirements(path: Path, seen: set[Path]) -> tuple[list[str], list[Path]]:
@@ -310,8 +354,7 @@ def _from_requirement_files(root: Path, paths: list[Path]) -> Environment:
         lines += more
         files += more_files
     keep, problems = _split_local(lines, root)
-    return Environment("requirements", root, tuple(files), tuple(keep),
-                       tuple(problems))
+    return Environment("requirements", root, tuple(files), tuple(keep), tuple(problems))
 
 
 def _from_pyproject(root: Path) -> Environment:
@@ -342,13 +385,18 @@ def _from_installed() -> Environment:
                 problems.append(_local_problem(name, url))
                 continue
             if "vcs_info" in direct:
-                problems.append(Problem(
-                    name, f"was installed from version control ({url})",
-                    "wheels are needed: build one, publish it to an index and pin it"))
+                problems.append(
+                    Problem(
+                        name,
+                        f"was installed from version control ({url})",
+                        "wheels are needed: build one, publish it to an index and pin it",
+                    )
+                )
                 continue
         lines[name] = f"{name}=={dist.version}"
-    return Environment("installed", None, (), tuple(sorted(lines.values())),
-                       tuple(problems))
+    return Environment(
+        "installed", None, (), tuple(sorted(lines.values())), tuple(problems)
+    )
 
 
 def _direct_url(dist: metadata.Distribution) -> dict[str, Any] | None:
@@ -379,9 +427,14 @@ class ImageInputs:
     arch: str
 
     def document(self) -> dict[str, Any]:
-        return {"format": FORMAT, "environment": self.environment,
-                "python": self.python, "worker": self.worker, "base": self.base,
-                "arch": self.arch}
+        return {
+            "format": FORMAT,
+            "environment": self.environment,
+            "python": self.python,
+            "worker": self.worker,
+            "base": self.base,
+            "arch": self.arch,
+        }
 
     @property
     def digest(self) -> str:
@@ -414,8 +467,11 @@ def default_base_image(python: str | None = None) -> str:
 def worker_files() -> dict[str, bytes]:
     """The worker package's source files (relative path -> bytes)."""
     root = Path(starburst_worker.__file__).resolve().parent
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*.py")) if "__pycache__" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
 
 
 def worker_requirements(environment: Environment) -> list[str]:
@@ -440,8 +496,13 @@ def worker_requirements(environment: Environment) -> list[str]:
     return sorted(out)
 
 
-def image_inputs(environment: Environment | None = None, *, python: str | None = None,
-                 base_image: str | None = None, arch: str | None = None) -> ImageInputs:
+def image_inputs(
+    environment: Environment | None = None,
+    *,
+    python: str | None = None,
+    base_image: str | None = None,
+    arch: str | None = None,
+) -> ImageInputs:
     """The inputs of the worker image for ``environment`` (default: detected)."""
     env = environment or detect_environment()
     python = python or python_version()
@@ -452,12 +513,19 @@ def image_inputs(environment: Environment | None = None, *, python: str | None =
         "requirements": worker_requirements(env),
         # How the image is made: a change to the Dockerfile or the install step
         # changes every tag, as a change to the worker's code does.
-        "recipe": _sha256(dockerfile_path().read_bytes() + b"\0" + Path(
-            __file__).with_name("_image_install.py").read_bytes()),
+        "recipe": _sha256(
+            dockerfile_path().read_bytes()
+            + b"\0"
+            + Path(__file__).with_name("_image_install.py").read_bytes()
+        ),
     }
-    return ImageInputs(environment=env.fingerprint(), python=python, worker=worker,
-                       base=base_image or default_base_image(python),
-                       arch=normalize_arch(arch))
+    return ImageInputs(
+        environment=env.fingerprint(),
+        python=python,
+        worker=worker,
+        base=base_image or default_base_image(python),
+        arch=normalize_arch(arch),
+    )
 
 
 # -- registry access -------------------------------------------------------------------
@@ -536,20 +604,24 @@ class RegistryClient:
     ``Container`` builds.
     """
 
-    def __init__(self, host: str, repository: str,
-                 credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, host: str, repository: str, credentials: tuple[str, str] | None = None
+    ) -> None:
         import oras.provider
 
         self.host, self.repository = host, repository
         backend = "basic" if credentials else "token"
-        self._oras = oras.provider.Registry(hostname=host, insecure=is_loopback(host),
-                                            auth_backend=backend)
+        self._oras = oras.provider.Registry(
+            hostname=host, insecure=is_loopback(host), auth_backend=backend
+        )
         if credentials:
             self._oras.auth.set_basic_auth(*credentials)
 
     def _container(self, reference: str) -> Any:
         sep = "@" if reference.startswith("sha256:") else ":"
-        return self._oras.get_container(f"{self.host}/{self.repository}{sep}{reference}")
+        return self._oras.get_container(
+            f"{self.host}/{self.repository}{sep}{reference}"
+        )
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, with the client's failures as :class:`ImageError`."""
@@ -558,10 +630,14 @@ class RegistryClient:
         try:
             return fn(*args, **kwargs)
         except requests.ConnectionError:
-            hint = ("is the local cloud's registry running?" if is_loopback(self.host)
-                    else "check the network and the region of the ECR repository")
-            raise ImageError(f"cannot reach the container registry {self.host} "
-                             f"({what}); {hint}") from None
+            hint = (
+                "is the local cloud's registry running?"
+                if is_loopback(self.host)
+                else "check the network and the region of the ECR repository"
+            )
+            raise ImageError(
+                f"cannot reach the container registry {self.host} ({what}); {hint}"
+            ) from None
         except (requests.RequestException, ValueError) as exc:
             text = str(exc)
             if "authentication" in text:
@@ -570,44 +646,68 @@ class RegistryClient:
                     f"({what}); the ECR authorization token comes from "
                     "GetAuthorizationToken: check that your AWS identity may call "
                     "ecr:GetAuthorizationToken and push to and pull from the "
-                    f"repository {self.repository}") from None
-            raise ImageError(f"{what} on {self.host}/{self.repository} failed: "
-                             f"{text}") from None
+                    f"repository {self.repository}"
+                ) from None
+            raise ImageError(
+                f"{what} on {self.host}/{self.repository} failed: {text}"
+            ) from None
 
     def manifest_digest(self, reference: str) -> str | None:
         """The digest of ``reference`` (a tag), or None if the repository lacks it."""
         url = f"{self._oras.prefix}://{self._container(reference).manifest_url()}"
-        resp = self._call(f"looking up {reference}", self._oras.do_request, url, "HEAD",
-                          headers={"Accept": _ACCEPT})
+        resp = self._call(
+            f"looking up {reference}",
+            self._oras.do_request,
+            url,
+            "HEAD",
+            headers={"Accept": _ACCEPT},
+        )
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
-            raise ImageError(f"the container registry {self.host} answered HTTP "
-                             f"{resp.status_code} for {self.repository}:{reference}")
+            raise ImageError(
+                f"the container registry {self.host} answered HTTP "
+                f"{resp.status_code} for {self.repository}:{reference}"
+            )
         digest = resp.headers.get("Docker-Content-Digest")
         if digest:
             return digest
         # Not every registry names the digest on HEAD: hash the manifest's bytes.
-        resp = self._call(f"reading {reference}", self._oras.do_request, url, "GET",
-                          headers={"Accept": _ACCEPT})
+        resp = self._call(
+            f"reading {reference}",
+            self._oras.do_request,
+            url,
+            "GET",
+            headers={"Accept": _ACCEPT},
+        )
         return "sha256:" + _sha256(resp.content)
 
     def manifest(self, reference: str) -> tuple[dict[str, Any], str]:
         """(manifest, its media type) of a tag or digest."""
-        doc = self._call(f"reading the manifest of {reference}", self._oras.get_manifest,
-                         self._container(reference),
-                         allowed_media_type=_ACCEPT.split(", "))
+        doc = self._call(
+            f"reading the manifest of {reference}",
+            self._oras.get_manifest,
+            self._container(reference),
+            allowed_media_type=_ACCEPT.split(", "),
+        )
         media_type = doc.get("mediaType") or (
-            _INDEXES[0] if "manifests" in doc else _MANIFEST)
+            _INDEXES[0] if "manifests" in doc else _MANIFEST
+        )
         return doc, media_type
 
     def blob(self, digest: str) -> bytes:
         """A small blob (a config), checked against its digest."""
-        resp = self._call(f"reading blob {digest}", self._oras.get_blob,
-                          self._container(digest), digest)
+        resp = self._call(
+            f"reading blob {digest}",
+            self._oras.get_blob,
+            self._container(digest),
+            digest,
+        )
         if resp.status_code != 200:
-            raise ImageError(f"blob {digest} of {self.host}/{self.repository} not "
-                             f"found (HTTP {resp.status_code})")
+            raise ImageError(
+                f"blob {digest} of {self.host}/{self.repository} not "
+                f"found (HTTP {resp.status_code})"
+            )
         if "sha256:" + _sha256(resp.content) != digest:
             raise ImageError(f"blob {digest} from {self.host} failed its digest check")
         return resp.content
@@ -618,8 +718,13 @@ class RegistryClient:
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_suffix(".part")
-        self._call(f"downloading blob {digest}", self._oras.download_blob,
-                   self._container(digest), digest, str(part))
+        self._call(
+            f"downloading blob {digest}",
+            self._oras.download_blob,
+            self._container(digest),
+            digest,
+            str(part),
+        )
         if "sha256:" + _sha256_file(part) != digest:
             part.unlink()
             raise ImageError(f"blob {digest} from {self.host} failed its digest check")
@@ -628,31 +733,50 @@ class RegistryClient:
 
     def push_blob(self, path: Path, digest: str, media_type: str) -> None:
         """Upload ``path`` as blob ``digest`` (nothing is sent if the registry has it)."""
-        layer = {"mediaType": media_type, "digest": digest,
-                 "size": path.stat().st_size}
-        resp = self._call(f"pushing blob {digest}", self._oras.upload_blob, str(path),
-                          self._container("latest"), layer)
+        layer = {"mediaType": media_type, "digest": digest, "size": path.stat().st_size}
+        resp = self._call(
+            f"pushing blob {digest}",
+            self._oras.upload_blob,
+            str(path),
+            self._container("latest"),
+            layer,
+        )
         if resp.status_code not in (200, 201, 202):
-            raise ImageError(f"pushing blob {digest} to {self.host} failed: HTTP "
-                             f"{resp.status_code} {resp.text[:300]}")
+            raise ImageError(
+                f"pushing blob {digest} to {self.host} failed: HTTP "
+                f"{resp.status_code} {resp.text[:300]}"
+            )
 
     def push_manifest(self, manifest: dict[str, Any], tag: str) -> str:
         """Upload ``manifest`` under ``tag``; returns its digest."""
-        resp = self._call(f"pushing the manifest of {tag}", self._oras.upload_manifest,
-                          manifest, self._container(tag))
+        resp = self._call(
+            f"pushing the manifest of {tag}",
+            self._oras.upload_manifest,
+            manifest,
+            self._container(tag),
+        )
         if resp.status_code not in (200, 201):
-            raise ImageError(f"pushing the manifest of {tag} to {self.host} failed: "
-                             f"HTTP {resp.status_code} {resp.text[:300]}")
+            raise ImageError(
+                f"pushing the manifest of {tag} to {self.host} failed: "
+                f"HTTP {resp.status_code} {resp.text[:300]}"
+            )
         digest = resp.headers.get("Docker-Content-Digest")
         return digest or self.manifest_digest(tag) or ""
 
     def tags(self) -> list[str]:
         """The repository's tags; [] when the repository has none yet."""
         try:
-            return sorted(self._call("listing tags", self._oras.get_tags,
-                                     self._container("latest")))
+            return sorted(
+                self._call(
+                    "listing tags", self._oras.get_tags, self._container("latest")
+                )
+            )
         except ImageError as exc:
-            if "404" in str(exc) or "NAME_UNKNOWN" in str(exc) or "Not Found" in str(exc):
+            if (
+                "404" in str(exc)
+                or "NAME_UNKNOWN" in str(exc)
+                or "Not Found" in str(exc)
+            ):
                 return []
             raise
 
@@ -670,8 +794,10 @@ def _pick_platform(index: dict[str, Any], arch: str) -> str:
         plat = entry.get("platform") or {}
         if plat.get("os") == "linux" and plat.get("architecture") == want:
             return entry["digest"]
-    raise ImageError(f"the base image has no linux/{want} variant; pick a base "
-                     f"image published for {want}, or another arch")
+    raise ImageError(
+        f"the base image has no linux/{want} variant; pick a base "
+        f"image published for {want}, or another arch"
+    )
 
 
 # -- building --------------------------------------------------------------------------
@@ -720,8 +846,9 @@ def _abi(python: str) -> str:
     return "cp" + python.replace(".", "")
 
 
-def download_wheels(requirements: list[str], dest: Path, python: str,
-                    arch: str) -> None:
+def download_wheels(
+    requirements: list[str], dest: Path, python: str, arch: str
+) -> None:
     """``pip download --only-binary=:all:`` for the target; reports every package
     without a wheel (not only pip's first) as an :class:`ImageError`."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -738,9 +865,12 @@ def download_wheels(requirements: list[str], dest: Path, python: str,
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(4) as pool:
-            checks = list(pool.map(
-                lambda r: (r, _pip_download([r, "--no-deps"], dest, python, arch)),
-                requirements))
+            checks = list(
+                pool.map(
+                    lambda r: (r, _pip_download([r, "--no-deps"], dest, python, arch)),
+                    requirements,
+                )
+            )
         for req, result in checks:
             if result.returncode != 0:
                 missing |= _no_wheel_names(result.stderr) or {req}
@@ -751,15 +881,31 @@ def download_wheels(requirements: list[str], dest: Path, python: str,
             f"no wheel for Python {python} on linux {arch} ({platforms}) for: {names}. "
             "starburst installs wheels only (no compilers in the image). Pin a version "
             "that publishes a manylinux wheel, or build one for the target (e.g. with "
-            "cibuildwheel) and publish it to an index you install from.")
+            "cibuildwheel) and publish it to an index you install from."
+        )
     raise ImageError(f"downloading the wheels failed:\n{done.stderr.strip()[-2000:]}")
 
 
-def _pip_download(args: list[str], dest: Path, python: str,
-                  arch: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet",
-           "--disable-pip-version-check", "--only-binary=:all:", "--dest", str(dest),
-           "--python-version", python, "--implementation", "cp", "--abi", _abi(python)]
+def _pip_download(
+    args: list[str], dest: Path, python: str, arch: str
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--dest",
+        str(dest),
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        _abi(python),
+    ]
     for plat in _wheel_platforms(arch):
         cmd += ["--platform", plat]
     return subprocess.run(cmd + args, capture_output=True, text=True)
@@ -773,12 +919,27 @@ def _no_wheel_names(stderr: str) -> set[str]:
 def _pip_wheel(dest: Path) -> Path:
     version = metadata.version("pip")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         "--disable-pip-version-check", "--only-binary=:all:", "--dest", str(dest),
-         f"pip=={version}"], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--dest",
+            str(dest),
+            f"pip=={version}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
-        raise ImageError(f"downloading pip {version} (the image's installer) failed:\n"
-                         f"{done.stderr.strip()[-1000:]}")
+        raise ImageError(
+            f"downloading pip {version} (the image's installer) failed:\n"
+            f"{done.stderr.strip()[-1000:]}"
+        )
     return next(dest.glob("pip-*.whl"))
 
 
@@ -788,12 +949,19 @@ def dockerfile_path() -> Path:
     for candidate in (here / "Dockerfile", here.parents[1] / "Dockerfile"):
         if candidate.is_file():
             return candidate
-    raise ImageError("worker/Dockerfile was not found beside starburst_worker; "
-                     "reinstall starburst-worker")
+    raise ImageError(
+        "worker/Dockerfile was not found beside starburst_worker; "
+        "reinstall starburst-worker"
+    )
 
 
-def write_build_context(dest: str | os.PathLike[str], environment: Environment,
-                        inputs: ImageInputs, *, download: bool = True) -> Path:
+def write_build_context(
+    dest: str | os.PathLike[str],
+    environment: Environment,
+    inputs: ImageInputs,
+    *,
+    download: bool = True,
+) -> Path:
     """Write the build context both builders use into ``dest``.
 
     Layout: ``Dockerfile``, ``install.py`` + ``install.json`` (the target),
@@ -805,13 +973,18 @@ def write_build_context(dest: str | os.PathLike[str], environment: Environment,
     ctx.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(dockerfile_path(), ctx / "Dockerfile")
     shutil.copyfile(Path(__file__).with_name("_image_install.py"), ctx / "install.py")
-    spec = {"python": inputs.python, "abi": _abi(inputs.python), "site": SITE,
-            "platforms": _wheel_platforms(inputs.arch)}
+    spec = {
+        "python": inputs.python,
+        "abi": _abi(inputs.python),
+        "site": SITE,
+        "platforms": _wheel_platforms(inputs.arch),
+    }
     (ctx / "install.json").write_text(json.dumps(spec, indent=2) + "\n")
     lines = list(environment.requirements) + list(inputs.worker["requirements"])
     (ctx / "requirements.txt").write_text("".join(f"{line}\n" for line in lines))
-    (ctx / "inputs.json").write_text(json.dumps(inputs.document(), indent=2,
-                                                sort_keys=True) + "\n")
+    (ctx / "inputs.json").write_text(
+        json.dumps(inputs.document(), indent=2, sort_keys=True) + "\n"
+    )
     worker_dir = ctx / "worker" / "starburst_worker"
     for rel, data in worker_files().items():
         (worker_dir / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -827,9 +1000,13 @@ def write_build_context(dest: str | os.PathLike[str], environment: Environment,
 
 
 def _labels(inputs: ImageInputs, builder: str) -> dict[str, str]:
-    return {LABEL_INPUTS: json.dumps(inputs.document(), sort_keys=True,
-                                     separators=(",", ":")),
-            LABEL_TAG: inputs.tag, LABEL_BUILDER: builder}
+    return {
+        LABEL_INPUTS: json.dumps(
+            inputs.document(), sort_keys=True, separators=(",", ":")
+        ),
+        LABEL_TAG: inputs.tag,
+        LABEL_BUILDER: builder,
+    }
 
 
 def docker_client() -> Any | None:
@@ -848,42 +1025,61 @@ def docker_client() -> Any | None:
         return None
 
 
-def build_with_docker(client: Any, ctx: Path, inputs: ImageInputs, repository_url: str,
-                      credentials: tuple[str, str] | None) -> str:
+def build_with_docker(
+    client: Any,
+    ctx: Path,
+    inputs: ImageInputs,
+    repository_url: str,
+    credentials: tuple[str, str] | None,
+) -> str:
     """Build ``ctx`` with the engine (install stage without network), push, -> digest."""
     import docker.errors
 
     target = f"{repository_url}:{inputs.tag}"
     try:
         _image, logs = client.images.build(
-            path=str(ctx), dockerfile="Dockerfile", tag=target, rm=True,
-            forcerm=True, network_mode="none", labels=_labels(inputs, "docker"),
+            path=str(ctx),
+            dockerfile="Dockerfile",
+            tag=target,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+            labels=_labels(inputs, "docker"),
             buildargs={"BASE_IMAGE": inputs.base},
-            platform=f"linux/{_OCI_ARCH[inputs.arch]}")
+            platform=f"linux/{_OCI_ARCH[inputs.arch]}",
+        )
     except docker.errors.BuildError as exc:
-        text = "".join(str(chunk.get("stream", chunk.get("error", "")))
-                       for chunk in exc.build_log)
+        text = "".join(
+            str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log
+        )
         raise ImageError(
             f"docker build of the worker image failed: {exc}. If the engine cannot "
             f"pull the base image {inputs.base}, point STARBURST_BASE_IMAGE at one it "
             "can pull, or build without the engine (STARBURST_IMAGE_BUILDER=oci). "
-            f"The build's output ends:\n{text[-3000:]}") from None
+            f"The build's output ends:\n{text[-3000:]}"
+        ) from None
     except docker.errors.APIError as exc:
-        raise ImageError(f"the Docker engine refused to build the worker image: {exc}"
-                         ) from None
+        raise ImageError(
+            f"the Docker engine refused to build the worker image: {exc}"
+        ) from None
     del logs
     with contextlib.suppress(Exception):  # the install stage, now dangling
         client.images.prune(filters={"dangling": True})
-    auth = {"username": credentials[0], "password": credentials[1]} \
-        if credentials else None
+    auth = (
+        {"username": credentials[0], "password": credentials[1]}
+        if credentials
+        else None
+    )
     digest = None
-    for line in client.images.push(repository_url, tag=inputs.tag, auth_config=auth,
-                                   stream=True, decode=True):
+    for line in client.images.push(
+        repository_url, tag=inputs.tag, auth_config=auth, stream=True, decode=True
+    ):
         if "error" in line:
             raise ImageError(
                 f"docker push of {target} failed: {line['error']}. Check that the ECR "
                 "repository exists (terraform apply) and that your AWS identity may "
-                "push to it (ecr:InitiateLayerUpload, ecr:PutImage)")
+                "push to it (ecr:InitiateLayerUpload, ecr:PutImage)"
+            )
         digest = (line.get("aux") or {}).get("Digest") or digest
     if not digest:
         raise ImageError(f"docker push of {target} reported no digest")
@@ -909,10 +1105,11 @@ def _tar_layer(root: Path, out: Path) -> tuple[str, str]:
             raw.update(b)
             return self.inner.write(b)
 
-    with open(out, "wb") as fh, \
-            gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, compresslevel=6) as gz, \
-            tarfile.open(fileobj=_Hashing(gz), mode="w|", format=tarfile.PAX_FORMAT) \
-            as tar:
+    with (
+        open(out, "wb") as fh,
+        gzip.GzipFile(fileobj=fh, mode="wb", mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=_Hashing(gz), mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in _walk(root):
             info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
             info.uid = info.gid = 0
@@ -938,9 +1135,13 @@ def _walk(root: Path) -> Iterator[Path]:
             yield base / name
 
 
-def assemble_oci(ctx: Path, inputs: ImageInputs, repository_url: str,
-                 credentials: tuple[str, str] | None,
-                 cache: Path | None = None) -> str:
+def assemble_oci(
+    ctx: Path,
+    inputs: ImageInputs,
+    repository_url: str,
+    credentials: tuple[str, str] | None,
+    cache: Path | None = None,
+) -> str:
     """Build without an engine: the base image's layers plus one layer installed here.
 
     The install script runs on this client (same pip, same wheels, same target
@@ -948,55 +1149,81 @@ def assemble_oci(ctx: Path, inputs: ImageInputs, repository_url: str,
     base's are pushed with the base's layers through the registry API. -> digest.
     """
     if inputs.python != python_version():
-        raise ImageError(f"assembling an image for Python {inputs.python} needs a "
-                         f"Python {inputs.python} client (this is {python_version()})")
+        raise ImageError(
+            f"assembling an image for Python {inputs.python} needs a "
+            f"Python {inputs.python} client (this is {python_version()})"
+        )
     host, repo, _ = split_reference(repository_url + ":x")
     target = RegistryClient(host, repo, credentials)
     bhost, brepo, bref = split_reference(inputs.base)
-    base = target if (bhost, brepo) == (host, repo) else RegistryClient(
-        bhost, brepo, credentials if bhost == host else None)
+    base = (
+        target
+        if (bhost, brepo) == (host, repo)
+        else RegistryClient(bhost, brepo, credentials if bhost == host else None)
+    )
     try:
         manifest, media_type = base.manifest(bref)
         if media_type in _INDEXES or "manifests" in manifest:
             manifest = base.manifest(_pick_platform(manifest, inputs.arch))[0]
         config = json.loads(base.blob(manifest["config"]["digest"]))
     except ImageError as exc:
-        raise ImageError(f"the base image {inputs.base} cannot be read from its "
-                         f"registry: {exc}. Set STARBURST_BASE_IMAGE (or --base-image) "
-                         "to an image a registry you can reach holds") from None
+        raise ImageError(
+            f"the base image {inputs.base} cannot be read from its "
+            f"registry: {exc}. Set STARBURST_BASE_IMAGE (or --base-image) "
+            "to an image a registry you can reach holds"
+        ) from None
     if config.get("architecture") not in (None, _OCI_ARCH[inputs.arch]):
-        raise ImageError(f"the base image {inputs.base} is {config['architecture']}, "
-                         f"not {_OCI_ARCH[inputs.arch]}")
+        raise ImageError(
+            f"the base image {inputs.base} is {config['architecture']}, "
+            f"not {_OCI_ARCH[inputs.arch]}"
+        )
     blobs = cache or _cache_dir() / "blobs"
     with tempfile.TemporaryDirectory(prefix="starburst-layer-") as tmp:
         stage = Path(tmp) / "root"
         site = stage / SITE.lstrip("/")
-        done = subprocess.run([sys.executable, str(ctx / "install.py"), str(site)],
-                              capture_output=True, text=True,
-                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        done = subprocess.run(
+            [sys.executable, str(ctx / "install.py"), str(site)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
         if done.returncode != 0:
             raise ImageError(f"installing the wheels failed:\n{done.stderr[-3000:]}")
         layer = Path(tmp) / "layer.tar.gz"
         layer_digest, diff_id = _tar_layer(stage, layer)
-        layers = [{"mediaType": _layer_type(d.get("mediaType")), "digest": d["digest"],
-                   "size": d["size"]} for d in manifest["layers"]]
+        layers = [
+            {
+                "mediaType": _layer_type(d.get("mediaType")),
+                "digest": d["digest"],
+                "size": d["size"],
+            }
+            for d in manifest["layers"]
+        ]
         for desc in layers:
-            path = base.fetch_blob(desc["digest"], blobs / desc["digest"].replace(":", "/"))
+            path = base.fetch_blob(
+                desc["digest"], blobs / desc["digest"].replace(":", "/")
+            )
             target.push_blob(path, desc["digest"], desc["mediaType"])
         target.push_blob(layer, layer_digest, _LAYER)
         new_config = _derive_config(config, inputs, diff_id)
-        config_bytes = json.dumps(new_config, sort_keys=True,
-                                  separators=(",", ":")).encode()
+        config_bytes = json.dumps(
+            new_config, sort_keys=True, separators=(",", ":")
+        ).encode()
         config_path = Path(tmp) / "config.json"
         config_path.write_bytes(config_bytes)
         config_digest = "sha256:" + _sha256(config_bytes)
         target.push_blob(config_path, config_digest, _CONFIG)
-        layers.append({"mediaType": _LAYER, "digest": layer_digest,
-                       "size": layer.stat().st_size})
+        layers.append(
+            {"mediaType": _LAYER, "digest": layer_digest, "size": layer.stat().st_size}
+        )
         new_manifest = {
-            "schemaVersion": 2, "mediaType": _MANIFEST,
-            "config": {"mediaType": _CONFIG, "digest": config_digest,
-                       "size": len(config_bytes)},
+            "schemaVersion": 2,
+            "mediaType": _MANIFEST,
+            "config": {
+                "mediaType": _CONFIG,
+                "digest": config_digest,
+                "size": len(config_bytes),
+            },
             "layers": layers,
             "annotations": {LABEL_TAG: inputs.tag},
         }
@@ -1005,17 +1232,23 @@ def assemble_oci(ctx: Path, inputs: ImageInputs, repository_url: str,
 
 def _layer_type(media_type: str | None) -> str:
     """The OCI media type of a base layer (Docker's gzip layers are OCI's)."""
-    if not media_type or media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip":
+    if (
+        not media_type
+        or media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    ):
         return _LAYER
     if media_type.startswith("application/vnd.oci.image.layer."):
         return media_type
-    raise ImageError(f"the base image has a layer of type {media_type}, which an "
-                     "engine-less build cannot carry over; build with a Docker engine "
-                     "or pick another base image")
+    raise ImageError(
+        f"the base image has a layer of type {media_type}, which an "
+        "engine-less build cannot carry over; build with a Docker engine "
+        "or pick another base image"
+    )
 
 
-def _derive_config(base: dict[str, Any], inputs: ImageInputs,
-                   diff_id: str) -> dict[str, Any]:
+def _derive_config(
+    base: dict[str, Any], inputs: ImageInputs, diff_id: str
+) -> dict[str, Any]:
     cfg = dict(base.get("config") or {})
     env = [e for e in cfg.get("Env") or [] if e.split("=", 1)[0] not in _WORKER_ENV]
     if not any(e.startswith("PATH=") for e in env):  # as the engine's builder does
@@ -1027,12 +1260,18 @@ def _derive_config(base: dict[str, Any], inputs: ImageInputs,
     cfg["WorkingDir"] = "/tmp"
     cfg["Labels"] = {**(cfg.get("Labels") or {}), **_labels(inputs, "oci")}
     history = list(base.get("history") or [])
-    history.append({"created": _now(), "created_by": "starburst: install.py (no engine)"})
+    history.append(
+        {"created": _now(), "created_by": "starburst: install.py (no engine)"}
+    )
     return {
-        "architecture": _OCI_ARCH[inputs.arch], "os": "linux", "created": _now(),
+        "architecture": _OCI_ARCH[inputs.arch],
+        "os": "linux",
+        "created": _now(),
         "config": cfg,
-        "rootfs": {"type": "layers",
-                   "diff_ids": [*base["rootfs"]["diff_ids"], diff_id]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [*base["rootfs"]["diff_ids"], diff_id],
+        },
         "history": history,
     }
 
@@ -1050,11 +1289,18 @@ def _target_arch(arch: str) -> bool:
     return normalize_arch() == arch
 
 
-def ensure_image(*, deployment: str | None = None, config: Any = None,
-                 clients: Any = None, project_dir: str | os.PathLike[str] | None = None,
-                 base_image: str | None = None, arch: str | None = None,
-                 builder: str | None = None, force: bool = False,
-                 environment: Environment | None = None) -> ImageResult:
+def ensure_image(
+    *,
+    deployment: str | None = None,
+    config: Any = None,
+    clients: Any = None,
+    project_dir: str | os.PathLike[str] | None = None,
+    base_image: str | None = None,
+    arch: str | None = None,
+    builder: str | None = None,
+    force: bool = False,
+    environment: Environment | None = None,
+) -> ImageResult:
     """The worker image for this environment: found in the registry, or built and pushed.
 
     Args:
@@ -1091,8 +1337,10 @@ def ensure_image(*, deployment: str | None = None, config: Any = None,
     env = environment or detect_environment(project_dir)
     fatal = [p for p in env.problems if p.fatal]
     if fatal:
-        raise ImageError("these packages cannot be put in the worker image:\n  "
-                         + "\n  ".join(str(p) for p in fatal))
+        raise ImageError(
+            "these packages cannot be put in the worker image:\n  "
+            + "\n  ".join(str(p) for p in fatal)
+        )
     warnings = tuple(str(p) for p in env.problems)
     for text in warnings:
         log.warning("worker image: %s", text)
@@ -1106,21 +1354,40 @@ def ensure_image(*, deployment: str | None = None, config: Any = None,
         digest = registry.manifest_digest(inputs.tag)
         seconds["check"] = time.monotonic() - t0 - seconds["inputs"]
         if digest:
-            log.info("worker image %s:%s is in the registry; nothing to build",
-                     repository_url, inputs.tag)
-            return ImageResult(f"{repository_url}@{digest}", inputs.tag, digest, False,
-                               None, inputs, warnings, seconds)
+            log.info(
+                "worker image %s:%s is in the registry; nothing to build",
+                repository_url,
+                inputs.tag,
+            )
+            return ImageResult(
+                f"{repository_url}@{digest}",
+                inputs.tag,
+                digest,
+                False,
+                None,
+                inputs,
+                warnings,
+                seconds,
+            )
     choice = (builder or os.environ.get(_ENV_BUILDER) or "auto").lower()
     if choice not in ("auto", "docker", "oci"):
         raise ValueError(f"builder must be auto, docker or oci, not {choice!r}")
     engine = None
-    if choice in ("auto", "docker") and (choice == "docker" or _target_arch(inputs.arch)):
+    if choice in ("auto", "docker") and (
+        choice == "docker" or _target_arch(inputs.arch)
+    ):
         engine = docker_client()
         if engine is None and choice == "docker":
-            raise ImageError("no Docker engine answers (DOCKER_HOST or "
-                             "/var/run/docker.sock); start one, or use builder='oci'")
-    log.info("building worker image %s:%s (%s)", repository_url, inputs.tag,
-             "docker" if engine else "oci")
+            raise ImageError(
+                "no Docker engine answers (DOCKER_HOST or "
+                "/var/run/docker.sock); start one, or use builder='oci'"
+            )
+    log.info(
+        "building worker image %s:%s (%s)",
+        repository_url,
+        inputs.tag,
+        "docker" if engine else "oci",
+    )
     with tempfile.TemporaryDirectory(prefix="starburst-image-") as tmp:
         t1 = time.monotonic()
         ctx = write_build_context(Path(tmp) / "context", env, inputs)
@@ -1132,13 +1399,26 @@ def ensure_image(*, deployment: str | None = None, config: Any = None,
             digest = assemble_oci(ctx, inputs, repository_url, credentials)
         seconds["build_push"] = time.monotonic() - t1
     seconds["total"] = time.monotonic() - t0
-    log.info("pushed worker image %s@%s in %.1f s (wheels %.1f s, build and push "
-             "%.1f s, %s)", repository_url, digest, seconds["total"],
-             seconds["download"], seconds["build_push"],
-             "docker" if engine is not None else "no engine")
-    return ImageResult(f"{repository_url}@{digest}", inputs.tag, digest, True,
-                       "docker" if engine is not None else "oci", inputs, warnings,
-                       seconds)
+    log.info(
+        "pushed worker image %s@%s in %.1f s (wheels %.1f s, build and push "
+        "%.1f s, %s)",
+        repository_url,
+        digest,
+        seconds["total"],
+        seconds["download"],
+        seconds["build_push"],
+        "docker" if engine is not None else "no engine",
+    )
+    return ImageResult(
+        f"{repository_url}@{digest}",
+        inputs.tag,
+        digest,
+        True,
+        "docker" if engine is not None else "oci",
+        inputs,
+        warnings,
+        seconds,
+    )
 
 
 @dataclass(frozen=True)
@@ -1153,8 +1433,9 @@ class ImageInfo:
     size: int = 0  # bytes of its compressed layers and config, as pulled
 
 
-def list_images(*, deployment: str | None = None, config: Any = None,
-                clients: Any = None) -> list[ImageInfo]:
+def list_images(
+    *, deployment: str | None = None, config: Any = None, clients: Any = None
+) -> list[ImageInfo]:
     """The worker images in the deployment's repository, newest first."""
     from ._aws import Clients
     from ._config import default_deployment, load_config
@@ -1180,8 +1461,16 @@ def list_images(*, deployment: str | None = None, config: Any = None,
         if LABEL_INPUTS not in labels:
             continue
         size = manifest["config"].get("size", 0) + sum(
-            layer.get("size", 0) for layer in manifest.get("layers", []))
-        found.append(ImageInfo(tag, digest, labels.get(LABEL_BUILDER, "?"),
-                               cfg.get("created", ""), json.loads(labels[LABEL_INPUTS]),
-                               size))
+            layer.get("size", 0) for layer in manifest.get("layers", [])
+        )
+        found.append(
+            ImageInfo(
+                tag,
+                digest,
+                labels.get(LABEL_BUILDER, "?"),
+                cfg.get("created", ""),
+                json.loads(labels[LABEL_INPUTS]),
+                size,
+            )
+        )
     return sorted(found, key=lambda i: i.created, reverse=True)

@@ -42,20 +42,39 @@ def main(argv: list[str]) -> int:
     pip = next((here / "tools").glob("pip-*.whl"))
     requirements = here / "requirements.txt"
     if requirements.read_text().strip():
-        cmd = [sys.executable, str(pip / "pip"), "install", "--no-index",
-               "--find-links", str(here / "wheels"), "--only-binary=:all:",
-               "--target", str(target), "--no-compile", "--no-warn-script-location",
-               "--disable-pip-version-check", "--no-cache-dir", "--quiet",
-               "--python-version", spec["python"], "--implementation", "cp",
-               "--abi", spec["abi"]]
+        cmd = [
+            sys.executable,
+            str(pip / "pip"),
+            "install",
+            "--no-index",
+            "--find-links",
+            str(here / "wheels"),
+            "--only-binary=:all:",
+            "--target",
+            str(target),
+            "--no-compile",
+            "--no-warn-script-location",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--quiet",
+            "--python-version",
+            spec["python"],
+            "--implementation",
+            "cp",
+            "--abi",
+            spec["abi"],
+        ]
         for platform in spec["platforms"]:
             cmd += ["--platform", platform]
         cmd += ["-r", str(requirements)]
         done = subprocess.run(cmd)
         if done.returncode != 0:
             return done.returncode
-    shutil.copytree(here / "worker" / "starburst_worker", target / "starburst_worker",
-                    dirs_exist_ok=True)
+    shutil.copytree(
+        here / "worker" / "starburst_worker",
+        target / "starburst_worker",
+        dirs_exist_ok=True,
+    )
     (target / "sitecustomize.py").write_text(SITE_CUSTOMIZE)
     # Console scripts are not used; pip wrote the installing interpreter's path
     # into them, so drop them and their RECORD lines: both builders then leave
@@ -66,8 +85,12 @@ def main(argv: list[str]) -> int:
         record.write_text("".join(x for x in lines if not x.startswith("../../bin/")))
     # Tracebacks name the files where they are in the image, wherever this runs.
     compileall.compile_dir(
-        str(target), ddir=spec["site"], quiet=1, workers=1,
-        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        str(target),
+        ddir=spec["site"],
+        quiet=1,
+        workers=1,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
     return 0
 
 

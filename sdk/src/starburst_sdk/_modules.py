@@ -24,7 +24,9 @@ _OURS = ("starburst_sdk", "starburst_worker", "starburst_cli", "starburst_local"
 @cache
 def _installed_roots() -> tuple[Path, ...]:
     paths = sysconfig.get_paths()
-    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots = {
+        paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths
+    }
     roots.update(p for p in sys.path if "site-packages" in p or "dist-packages" in p)
     return tuple(Path(r).resolve() for r in roots)
 

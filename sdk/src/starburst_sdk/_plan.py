@@ -208,15 +208,21 @@ class _Settings:
     def from_dict(cls, d: dict[str, Any], region: str) -> _Settings:
         """Rebuild a session's settings from its registry (``Plan.attach``)."""
         return cls(
-            workers=int(d["workers"]), size=task_size(d["cpu"], int(d["memory_mib"])),
-            region=region, timeout=d.get("timeout"),
+            workers=int(d["workers"]),
+            size=task_size(d["cpu"], int(d["memory_mib"])),
+            region=region,
+            timeout=d.get("timeout"),
             max_attempts=int(d.get("max_attempts", 3)),
-            idle_timeout=float(d.get("idle_timeout", 60.0)), image=d["image"],
-            chunksize=None, max_tasks_per_worker=int(d.get("max_tasks_per_worker", 0)),
+            idle_timeout=float(d.get("idle_timeout", 60.0)),
+            image=d["image"],
+            chunksize=None,
+            max_tasks_per_worker=int(d.get("max_tasks_per_worker", 0)),
             vcpu_quota=d.get("vcpu_quota"),
             capacity_provider=d.get("capacity_provider", "FARGATE"),
-            extra_env=dict(d.get("environment", {})), arch=d.get("arch", "x86_64"),
-            max_cost=d.get("max_cost"), spot_fallback=bool(d.get("spot_fallback")),
+            extra_env=dict(d.get("environment", {})),
+            arch=d.get("arch", "x86_64"),
+            max_cost=d.get("max_cost"),
+            spot_fallback=bool(d.get("spot_fallback")),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -335,8 +341,11 @@ class Plan(Executor):
         for k, v in env.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError("environment must map str to str")
-        for name, flag in (("spot", spot), ("detach", detach),
-                           ("spot_fallback", spot_fallback)):
+        for name, flag in (
+            ("spot", spot),
+            ("detach", detach),
+            ("spot_fallback", spot_fallback),
+        ):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
         if arch not in _cost.ARCHES:
@@ -344,7 +353,8 @@ class Plan(Executor):
         if max_cost is not None:
             if isinstance(max_cost, bool) or not isinstance(max_cost, int | float):
                 raise TypeError(
-                    f"max_cost must be a number of dollars, not {type(max_cost).__name__}")
+                    f"max_cost must be a number of dollars, not {type(max_cost).__name__}"
+                )
             if not 0 < max_cost < 1e7:
                 raise ValueError(f"max_cost must be a positive number, got {max_cost}")
 
@@ -362,20 +372,34 @@ class Plan(Executor):
             # built and pushed there (see _image.py).
             image = _image.ensure_image(config=config, clients=clients, arch=arch).ref
         settings = _Settings(
-            workers=workers, size=size, region=clients.region,
-            timeout=timeout, max_attempts=max_attempts, idle_timeout=idle_timeout,
-            image=image, chunksize=chunksize,
-            max_tasks_per_worker=max_tasks_per_worker, vcpu_quota=vcpu_quota,
-            capacity_provider=PROVIDERS[spot], extra_env=env, arch=arch,
-            max_cost=None if max_cost is None else float(max_cost), detach=detach,
+            workers=workers,
+            size=size,
+            region=clients.region,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            idle_timeout=idle_timeout,
+            image=image,
+            chunksize=chunksize,
+            max_tasks_per_worker=max_tasks_per_worker,
+            vcpu_quota=vcpu_quota,
+            capacity_provider=PROVIDERS[spot],
+            extra_env=env,
+            arch=arch,
+            max_cost=None if max_cost is None else float(max_cost),
+            detach=detach,
             spot_fallback=spot_fallback,
         )
         session_id = new_session_id()
         registry = Registry(session_id, deployment, time.time(), settings.as_dict())
         self._init_state(clients, config, settings, registry)
 
-    def _init_state(self, clients: Clients, config: DeploymentConfig,
-                    settings: _Settings, registry: Registry) -> None:
+    def _init_state(
+        self,
+        clients: Clients,
+        config: DeploymentConfig,
+        settings: _Settings,
+        registry: Registry,
+    ) -> None:
         self._clients = clients
         self.deployment = registry.deployment
         self.config: DeploymentConfig = config
@@ -451,20 +475,37 @@ class Plan(Executor):
         group that carries whole calls."""
         group = self._submit_groups.get(name)
         if group is None:
-            group = self._submit_groups.setdefault(name, _Group(
-                name, fn_blob, self._settings.chunksize,
-                item_seconds=self._item_seconds.get(name)))
+            group = self._submit_groups.setdefault(
+                name,
+                _Group(
+                    name,
+                    fn_blob,
+                    self._settings.chunksize,
+                    item_seconds=self._item_seconds.get(name),
+                ),
+            )
         if group.fn_blob == fn_blob:
             return group
         whole = self._submit_groups.get(f"{name}\0")
         if whole is None:
-            whole = self._submit_groups.setdefault(f"{name}\0", _Group(
-                name, None, self._settings.chunksize,
-                item_seconds=self._item_seconds.get(name)))
+            whole = self._submit_groups.setdefault(
+                f"{name}\0",
+                _Group(
+                    name,
+                    None,
+                    self._settings.chunksize,
+                    item_seconds=self._item_seconds.get(name),
+                ),
+            )
         return whole
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
-            timeout: float | None = None, chunksize: int | None = None) -> Iterator[Any]:
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> Iterator[Any]:
         """Like ``Executor.map``: results in input order, ``timeout`` counted
         from this call. Items travel in chunks (``chunksize`` per task object,
         sized automatically when not given); each item still has its own
@@ -476,10 +517,16 @@ class Plan(Executor):
             _check_int("chunksize", chunksize, 1, 1_000_000)
         fn_blob = _pickle_call(fn, fn)
         name = envelope.qualified_name(fn)
-        group = _Group(name, fn_blob, chunksize or self._settings.chunksize,
-                       item_seconds=self._item_seconds.get(name))
-        items: list[_Item] = [(Future(), _pickle_call((args, {}), fn), group)
-                              for args in zip(*iterables, strict=False)]
+        group = _Group(
+            name,
+            fn_blob,
+            chunksize or self._settings.chunksize,
+            item_seconds=self._item_seconds.get(name),
+        )
+        items: list[_Item] = [
+            (Future(), _pickle_call((args, {}), fn), group)
+            for args in zip(*iterables, strict=False)
+        ]
         futures = [item[0] for item in items]
         self._enqueue(items)
         del items
@@ -534,8 +581,9 @@ class Plan(Executor):
                 session_id=self.session_id,
                 wave=c.wave,
                 workers_running=sum(1 for w in workers if w.status == "RUNNING"),
-                workers_starting=sum(1 for w in workers
-                                     if w.alive and w.status != "RUNNING"),
+                workers_starting=sum(
+                    1 for w in workers if w.alive and w.status != "RUNNING"
+                ),
                 workers_stopped=sum(1 for w in workers if not w.alive),
                 pending=c.items_pending,
                 running=c.items_running,
@@ -559,8 +607,9 @@ class Plan(Executor):
         """This session's bill per worker, refreshed from DescribeTasks first;
         ``estimated`` (with a note) when ECS could not tell some times."""
         if any(w.alive or w.stopped is None for w in self.registry.all()):
-            ok = _cost.refresh_registry(self.registry, self._clients.ecs,
-                                        self.config.cluster)
+            ok = _cost.refresh_registry(
+                self.registry, self._clients.ecs, self.config.cluster
+            )
             if ok and self._closed.is_set():
                 # Workers stopped after the session's final checkpoint: keep
                 # session.json (what `starburst-cli cost` reads) in step.
@@ -570,11 +619,16 @@ class Plan(Executor):
                     log.debug("could not rewrite session.json: %s", exc)
         return _cost.session_cost(self.registry)
 
-    def estimate(self, n_tasks: int, seconds_per_task: float | None = None, *,
-                 fn: Callable[..., Any] | None = None,
-                 sample: Iterable[Any] | None = None,
-                 cold_start: float = _cost.DEFAULT_COLD_START,
-                 chunksize: int | None = None) -> _cost.Estimate:
+    def estimate(
+        self,
+        n_tasks: int,
+        seconds_per_task: float | None = None,
+        *,
+        fn: Callable[..., Any] | None = None,
+        sample: Iterable[Any] | None = None,
+        cold_start: float = _cost.DEFAULT_COLD_START,
+        chunksize: int | None = None,
+    ) -> _cost.Estimate:
         """What ``n_tasks`` calls would take and cost on this plan, before
         anything is launched.
 
@@ -600,8 +654,10 @@ class Plan(Executor):
         timed = ""
         if seconds_per_task is None:
             if fn is None or sample is None:
-                raise TypeError("estimate() needs seconds_per_task, or fn and sample "
-                                "to time a few local calls")
+                raise TypeError(
+                    "estimate() needs seconds_per_task, or fn and sample "
+                    "to time a few local calls"
+                )
             seconds_per_task, timed = _time_calls(fn, sample)
         else:
             _check_number("seconds_per_task", seconds_per_task, 0, 14 * 24 * 3600)
@@ -610,18 +666,41 @@ class Plan(Executor):
             _check_int("chunksize", chunksize, 1, 1_000_000)
         s = self._settings
         return _cost.estimate(
-            n_tasks, float(seconds_per_task), workers=s.workers, vcpu=s.size.vcpu,
-            memory_gb=s.size.memory_gb, region=s.region, arch=s.arch, spot=s.spot,
-            chunksize=chunksize or s.chunksize or self._chunk_items(
-                _Group("", None, remaining=n_tasks, total=n_tasks,
-                       item_seconds=float(seconds_per_task))),
-            cold_start=cold_start, max_tasks_per_worker=s.max_tasks_per_worker,
-            vcpu_quota=s.vcpu_quota, idle_tail=s.idle_timeout if s.detach else 0.0,
-            timed=timed)
+            n_tasks,
+            float(seconds_per_task),
+            workers=s.workers,
+            vcpu=s.size.vcpu,
+            memory_gb=s.size.memory_gb,
+            region=s.region,
+            arch=s.arch,
+            spot=s.spot,
+            chunksize=chunksize
+            or s.chunksize
+            or self._chunk_items(
+                _Group(
+                    "",
+                    None,
+                    remaining=n_tasks,
+                    total=n_tasks,
+                    item_seconds=float(seconds_per_task),
+                )
+            ),
+            cold_start=cold_start,
+            max_tasks_per_worker=s.max_tasks_per_worker,
+            vcpu_quota=s.vcpu_quota,
+            idle_tail=s.idle_timeout if s.detach else 0.0,
+            timed=timed,
+        )
 
     @classmethod
-    def attach(cls, session_id: str, *, deployment: str | None = None,
-               region: str | None = None, _clients: Clients | None = None) -> Plan:
+    def attach(
+        cls,
+        session_id: str,
+        *,
+        deployment: str | None = None,
+        region: str | None = None,
+        _clients: Clients | None = None,
+    ) -> Plan:
         """Reconnect to a session, e.g. a detached one, from any process.
 
         The returned plan's ``futures`` holds one future per item the session
@@ -669,8 +748,12 @@ class Plan(Executor):
             plan._collect_listed(sorted(ids))  # results already written resolve now
         with plan._wake:
             plan._start_threads()
-        log.info("attached to session %s: %d of %d item(s) already done",
-                 session_id, sum(f.done() for f in plan.futures), len(plan.futures))
+        log.info(
+            "attached to session %s: %d of %d item(s) already done",
+            session_id,
+            sum(f.done() for f in plan.futures),
+            len(plan.futures),
+        )
         return plan
 
     @property
@@ -679,9 +762,11 @@ class Plan(Executor):
 
     def __repr__(self) -> str:
         s = self._settings
-        return (f"Plan(workers={s.workers}, cpu={s.size.vcpu:g}, "
-                f"memory='{s.size.memory_gb:g}GB', region={s.region!r}, "
-                f"session={self.session_id!r})")
+        return (
+            f"Plan(workers={s.workers}, cpu={s.size.vcpu:g}, "
+            f"memory='{s.size.memory_gb:g}GB', region={s.region!r}, "
+            f"session={self.session_id!r})"
+        )
 
     # -- submission ---------------------------------------------------------
 
@@ -693,17 +778,21 @@ class Plan(Executor):
             for start in range(0, len(items), 1000):
                 # Back-pressure: a caller producing work faster than it can be
                 # sent waits here instead of filling memory.
-                while (self._pending_bytes > MAX_PENDING_BYTES and self._engine
-                       and self._broken is None and not self._shutdown):
+                while (
+                    self._pending_bytes > MAX_PENDING_BYTES
+                    and self._engine
+                    and self._broken is None
+                    and not self._shutdown
+                ):
                     self._wake.wait(0.1)
                 self._check_accepting_locked()
                 was_idle = not self._pending
-                for item in items[start:start + 1000]:
+                for item in items[start : start + 1000]:
                     self._pending.append(item)
                     item[2].remaining += 1
                     item[2].total += 1
                     self._pending_bytes += len(item[1])
-                self._counters.items_pending += len(items[start:start + 1000])
+                self._counters.items_pending += len(items[start : start + 1000])
                 if burst:
                     self._last_enqueue = time.monotonic()
                     if was_idle:
@@ -739,16 +828,23 @@ class Plan(Executor):
             return UNMEASURED_CHUNK_ITEMS
         workers = self._settings.workers
         total = max(group.total, group.remaining)
-        cap = max(1, min(MAX_CHUNK_ITEMS,
-                         int(CHUNK_SECONDS / max(group.item_seconds, 1e-6))))
+        cap = max(
+            1, min(MAX_CHUNK_ITEMS, int(CHUNK_SECONDS / max(group.item_seconds, 1e-6)))
+        )
         rounds = max(QUEUE_DEPTH_PER_WORKER, math.ceil(total / (workers * cap)))
         return max(1, math.ceil(total / (workers * rounds)))
 
     def _start_threads(self) -> None:
-        self._engine = threading.Thread(target=self._engine_main, daemon=True,
-                                        name=f"starburst-engine-{self.session_id}")
-        self._collector = threading.Thread(target=self._collector_main, daemon=True,
-                                           name=f"starburst-collector-{self.session_id}")
+        self._engine = threading.Thread(
+            target=self._engine_main,
+            daemon=True,
+            name=f"starburst-engine-{self.session_id}",
+        )
+        self._collector = threading.Thread(
+            target=self._collector_main,
+            daemon=True,
+            name=f"starburst-collector-{self.session_id}",
+        )
         self._engine.start()
         self._collector.start()
         _live_plans.add(self)
@@ -778,8 +874,11 @@ class Plan(Executor):
             self._open_session()
             while True:
                 with self._wake:
-                    if self._shutdown and not self._pending and (
-                            not self._inflight or self._may_detach_locked()):
+                    if (
+                        self._shutdown
+                        and not self._pending
+                        and (not self._inflight or self._may_detach_locked())
+                    ):
                         break
                     self._wake.wait(self._engine_wait_locked())
                 now = time.monotonic()
@@ -809,28 +908,49 @@ class Plan(Executor):
 
     def _open_session(self) -> None:
         c, cfg, s = self._clients, self.config, self._settings
-        tags = {"starburst:deployment": self.deployment,
-                "starburst:session": self.session_id}
+        tags = {
+            "starburst:deployment": self.deployment,
+            "starburst:session": self.session_id,
+        }
         name = f"{cfg.queue_prefix}-{self.session_id}"
         if self._attached:
             self._queues = self._find_queues(name)
             _cost.refresh_registry(self.registry, c.ecs, cfg.cluster)
         if self._queues is None:
             self._queues = SessionQueues.create(
-                c.sqs, name, max_attempts=s.max_attempts, visibility=VISIBILITY,
-                tags=tags)
+                c.sqs,
+                name,
+                max_attempts=s.max_attempts,
+                visibility=VISIBILITY,
+                tags=tags,
+            )
         spec = _ecs.TaskDefinitionSpec(
-            image=s.image, size=s.size, execution_role_arn=cfg.execution_role_arn,
-            task_role_arn=cfg.task_role_arn, log_group=cfg.log_group, region=s.region,
-            arch=s.arch)
+            image=s.image,
+            size=s.size,
+            execution_role_arn=cfg.execution_role_arn,
+            task_role_arn=cfg.task_role_arn,
+            log_group=cfg.log_group,
+            region=s.region,
+            arch=s.arch,
+        )
         self._task_definition = _ecs.ensure_task_definition(
-            c.ecs, spec, self.deployment, _tag_list(tags | {"starburst:managed-by": "sdk"}))
-        self._quota = _quota.Quota.read(c, cfg.cluster, spot=s.spot,
-                                        fallback=s.vcpu_quota)
+            c.ecs,
+            spec,
+            self.deployment,
+            _tag_list(tags | {"starburst:managed-by": "sdk"}),
+        )
+        self._quota = _quota.Quota.read(
+            c, cfg.cluster, spot=s.spot, fallback=s.vcpu_quota
+        )
         self._checkpoint()
-        log.info("session %s: queue %s, task definition %s, vCPU quota %g (%s)",
-                 self.session_id, self._queues.url, self._task_definition,
-                 self._quota.limit, self._quota.source)
+        log.info(
+            "session %s: queue %s, task definition %s, vCPU quota %g (%s)",
+            self.session_id,
+            self._queues.url,
+            self._task_definition,
+            self._quota.limit,
+            self._quota.source,
+        )
 
     def _find_queues(self, name: str) -> SessionQueues | None:
         """An attached session's queues; None, failing the items still
@@ -839,21 +959,30 @@ class Plan(Executor):
         try:
             return SessionQueues.find(sqs, name)
         except Exception as exc:
-            if "NonExistentQueue" not in error_code(exc) and \
-                    "QueueDoesNotExist" not in error_code(exc):
+            if "NonExistentQueue" not in error_code(
+                exc
+            ) and "QueueDoesNotExist" not in error_code(exc):
                 raise
         with self._lock:
             missing = sorted(self._inflight)
         for task_id in missing:
-            self._fail_task(task_id, ResultMissingError(
-                f"task {task_id} of session {self.session_id} has no result and the "
-                "session's queue is gone (the session ended or was cancelled)"))
+            self._fail_task(
+                task_id,
+                ResultMissingError(
+                    f"task {task_id} of session {self.session_id} has no result and the "
+                    "session's queue is gone (the session ended or was cancelled)"
+                ),
+            )
         return None
 
     def _may_detach_locked(self) -> bool:
         """A detached plan may leave once every task is sent and a worker runs."""
-        return (self._settings.detach and not self._aborted
-                and self._budget_hit is None and bool(self.registry.alive()))
+        return (
+            self._settings.detach
+            and not self._aborted
+            and self._budget_hit is None
+            and bool(self.registry.alive())
+        )
 
     def _worker_env(self) -> dict[str, str]:
         s, cfg = self._settings, self.config
@@ -889,7 +1018,10 @@ class Plan(Executor):
             if time.monotonic() < self._counters.relaunch_after:
                 return
             cap = s.workers
-            if self._counters.worker_cap and time.monotonic() < self._counters.cap_until:
+            if (
+                self._counters.worker_cap
+                and time.monotonic() < self._counters.cap_until
+            ):
                 cap = min(cap, self._counters.worker_cap)  # AWS's task limit
         alive = self.registry.alive()
         want = min(cap, outstanding) - len(alive)
@@ -915,20 +1047,33 @@ class Plan(Executor):
             self._counters.wave += 1
             wave = self._counters.wave
         env = self._worker_env()
-        tags = _tag_list({"starburst:deployment": self.deployment,
-                          "starburst:session": self.session_id})
+        tags = _tag_list(
+            {
+                "starburst:deployment": self.deployment,
+                "starburst:session": self.session_id,
+            }
+        )
         launched = 0
         failures: list[dict[str, Any]] = []
         for batch in _ecs.chunks(range(count), _ecs.RUN_TASK_BATCH):
-            started, failures = self._start_workers(len(batch), s.capacity_provider,
-                                                    env, tags, wave)
+            started, failures = self._start_workers(
+                len(batch), s.capacity_provider, env, tags, wave
+            )
             launched += started
-            if failures and s.spot and s.spot_fallback and all(
-                    _launch_failure_kind(f) == "capacity" for f in failures):
-                log.info("no Fargate Spot capacity for %d worker(s); starting them "
-                         "On-Demand (spot_fallback)", len(failures))
+            if (
+                failures
+                and s.spot
+                and s.spot_fallback
+                and all(_launch_failure_kind(f) == "capacity" for f in failures)
+            ):
+                log.info(
+                    "no Fargate Spot capacity for %d worker(s); starting them "
+                    "On-Demand (spot_fallback)",
+                    len(failures),
+                )
                 started, failures = self._start_workers(
-                    len(failures), PROVIDERS[False], env, tags, wave)
+                    len(failures), PROVIDERS[False], env, tags, wave
+                )
                 launched += started
             if failures:
                 break
@@ -938,29 +1083,45 @@ class Plan(Executor):
         elif launched:
             with self._lock:
                 self._counters.launch_failures = 0
-        log.info("wave %d: started %d worker(s) (%d running or starting)",
-                 wave, launched, len(alive) + launched)
+        log.info(
+            "wave %d: started %d worker(s) (%d running or starting)",
+            wave,
+            launched,
+            len(alive) + launched,
+        )
 
-    def _start_workers(self, count: int, provider: str, env: dict[str, str],
-                       tags: list[dict[str, str]],
-                       wave: int) -> tuple[int, list[dict[str, Any]]]:
+    def _start_workers(
+        self,
+        count: int,
+        provider: str,
+        env: dict[str, str],
+        tags: list[dict[str, str]],
+        wave: int,
+    ) -> tuple[int, list[dict[str, Any]]]:
         """One RunTask call; register what it started. -> (started, failures).
         Throttling that outlasts ``run_tasks``' retries counts as a failure
         (the wave queue tries again later) rather than breaking the plan."""
         try:
             result = _ecs.run_tasks(
-                self._clients.ecs, cluster=self.config.cluster,
-                task_definition=self._task_definition or "", count=count,
-                config=self.config, environment=env, tags=tags,
-                started_by=f"starburst-{self.session_id}", capacity_provider=provider)
+                self._clients.ecs,
+                cluster=self.config.cluster,
+                task_definition=self._task_definition or "",
+                count=count,
+                config=self.config,
+                environment=env,
+                tags=tags,
+                started_by=f"starburst-{self.session_id}",
+                capacity_provider=provider,
+            )
         except Exception as exc:
             if not _ecs.throttled(exc):
                 raise
             return 0, [{"reason": f"RunTask throttled: {exc}"}]
         now = time.time()
         for arn in result.arns:
-            self.registry.add_worker(WorkerRecord(arn, now, wave,
-                                                  capacity_provider=provider))
+            self.registry.add_worker(
+                WorkerRecord(arn, now, wave, capacity_provider=provider)
+            )
         failures = result.failures
         if not result.arns and not failures:  # never seen, but never hang on it
             failures = [{"reason": "RunTask returned neither tasks nor failures"}]
@@ -971,9 +1132,13 @@ class Plan(Executor):
         at AWS's task limit, hold the wave queue at the workers running now;
         with no worker running after ``LAUNCH_ATTEMPTS`` tries in a row, raise
         ``QuotaError`` quoting AWS."""
-        reasons = "; ".join(dict.fromkeys(
-            f"{f.get('reason') or '?'}" + (f" ({f['detail']})" if f.get("detail") else "")
-            for f in failures))
+        reasons = "; ".join(
+            dict.fromkeys(
+                f"{f.get('reason') or '?'}"
+                + (f" ({f['detail']})" if f.get("detail") else "")
+                for f in failures
+            )
+        )
         kinds = {_launch_failure_kind(f) for f in failures}
         now = time.monotonic()
         with self._lock:
@@ -983,12 +1148,17 @@ class Plan(Executor):
             c.relaunch_after = now + min(30.0, LAUNCH_BACKOFF * 2 ** max(0, tries - 1))
             if "limit" in kinds and running:
                 c.worker_cap, c.cap_until = running, now + LIMIT_HOLD
-        log.warning("RunTask could not start %d worker(s) (%d running): %s",
-                    len(failures), running, reasons)
+        log.warning(
+            "RunTask could not start %d worker(s) (%d running): %s",
+            len(failures),
+            running,
+            reasons,
+        )
         if tries >= LAUNCH_ATTEMPTS:
             raise QuotaError(
                 f"no worker could start: RunTask failed {tries} times in a row with "
-                f"no worker running; AWS said: {reasons}. {_launch_hint(kinds)}")
+                f"no worker running; AWS said: {reasons}. {_launch_hint(kinds)}"
+            )
 
     def _affordable(self, count: int, alive: list[WorkerRecord]) -> int:
         """How many of ``count`` new workers the budget allows: the spend so
@@ -998,18 +1168,26 @@ class Plan(Executor):
         assert s.max_cost is not None
         spend = _cost.session_cost(self.registry).total
         minute = _cost.MINIMUM_SECONDS * _cost.rate(
-            s.region, arch=s.arch, spot=s.spot).per_second(s.size.vcpu, s.size.memory_gb)
+            s.region, arch=s.arch, spot=s.spot
+        ).per_second(s.size.vcpu, s.size.memory_gb)
         fits = math.floor((s.max_cost - spend) / minute + 1e-9)
         if fits >= count:
             return count
         if fits <= 0 and not alive:
             self._stop_for_budget(
-                spend, f"a worker's one-minute minimum costs ${minute:.6f}")
+                spend, f"a worker's one-minute minimum costs ${minute:.6f}"
+            )
         elif not self._budget_noted:
             self._budget_noted = True
-            log.info("session %s: max_cost $%g allows %d more worker(s) of %d wanted "
-                     "($%.6f committed)", self.session_id, s.max_cost, max(0, fits),
-                     count, spend)
+            log.info(
+                "session %s: max_cost $%g allows %d more worker(s) of %d wanted "
+                "($%.6f committed)",
+                self.session_id,
+                s.max_cost,
+                max(0, fits),
+                count,
+                spend,
+            )
         return max(0, fits)
 
     def _check_budget(self) -> None:
@@ -1021,8 +1199,9 @@ class Plan(Executor):
         if not self.registry.alive():
             return
         now = time.time()
-        soon = _cost.session_cost(self.registry,
-                                  now=now + MONITOR_INTERVAL + STOP_LATENCY).total
+        soon = _cost.session_cost(
+            self.registry, now=now + MONITOR_INTERVAL + STOP_LATENCY
+        ).total
         if soon > s.max_cost:
             spend = _cost.session_cost(self.registry, now=now).total
             self._stop_for_budget(spend, "the workers' running time used it up")
@@ -1030,8 +1209,10 @@ class Plan(Executor):
     def _stop_for_budget(self, spend: float, why: str) -> None:
         """Fail every unfinished item; the engine then stops the workers."""
         s = self._settings
-        msg = (f"the plan's budget max_cost=${s.max_cost:g} is spent: ${spend:.6f} "
-               f"billed or committed and {why}; its workers were stopped")
+        msg = (
+            f"the plan's budget max_cost=${s.max_cost:g} is spent: ${spend:.6f} "
+            f"billed or committed and {why}; its workers were stopped"
+        )
         with self._wake:
             if self._budget_hit is not None:
                 return
@@ -1061,7 +1242,9 @@ class Plan(Executor):
                     room += len(self._announced)
             # Tasks whose upload or send failed (say, credentials refused) go
             # first: they are in _inflight already, so nothing else sends them.
-            batch: list[_Task] = [t for t in self._unsent if t.task_id in self._inflight]
+            batch: list[_Task] = [
+                t for t in self._unsent if t.task_id in self._inflight
+            ]
             self._unsent = []
             while room > 0 and self._pending:
                 task = self._next_task_locked()
@@ -1082,12 +1265,19 @@ class Plan(Executor):
             if task.blobs is None:
                 return  # uploaded before a send that failed
             body = envelope.pack_task(
-                task_id=task.task_id, session_id=self.session_id, fn_name=task.fn_name,
-                fn_blob=task.fn_blob, item_blobs=task.blobs, sdk=SDK_VERSION,
-                created=now)
+                task_id=task.task_id,
+                session_id=self.session_id,
+                fn_name=task.fn_name,
+                fn_blob=task.fn_blob,
+                item_blobs=task.blobs,
+                sdk=SDK_VERSION,
+                created=now,
+            )
             self._clients.s3.put_object(
-                Bucket=cfg.bucket, Key=task_key(cfg.prefix, self.session_id, task.task_id),
-                Body=body)
+                Bucket=cfg.bucket,
+                Key=task_key(cfg.prefix, self.session_id, task.task_id),
+                Body=body,
+            )
             task.blobs = None
             task.fn_blob = None
 
@@ -1100,7 +1290,9 @@ class Plan(Executor):
                 self._unsent = batch
             raise
         if failed:
-            raise StarburstError(f"SQS refused {len(failed)} message(s) for tasks {failed[:5]}")
+            raise StarburstError(
+                f"SQS refused {len(failed)} message(s) for tasks {failed[:5]}"
+            )
         sent = time.monotonic()
         for task in batch:
             task.sent_at = sent
@@ -1114,8 +1306,9 @@ class Plan(Executor):
         """Seconds until the burst of ``submit`` calls being gathered is sent."""
         if not self._pending or not self._last_enqueue:
             return 0.0
-        end = min(self._last_enqueue + SUBMIT_WINDOW,
-                  self._burst_start + SUBMIT_WINDOW_MAX)
+        end = min(
+            self._last_enqueue + SUBMIT_WINDOW, self._burst_start + SUBMIT_WINDOW_MAX
+        )
         return max(0.0, end - time.monotonic())
 
     def _engine_wait_locked(self) -> float:
@@ -1131,7 +1324,9 @@ class Plan(Executor):
         blobs: list[bytes] = []
         while self._pending and len(futures) < size:
             future, blob, item_group = self._pending[0]
-            if item_group is not group or (futures and nbytes + len(blob) > CHUNK_BYTES):
+            if item_group is not group or (
+                futures and nbytes + len(blob) > CHUNK_BYTES
+            ):
                 break
             self._pending.popleft()
             self._drop_pending_locked((future, blob, item_group))
@@ -1141,16 +1336,23 @@ class Plan(Executor):
                 nbytes += len(blob)
         if not futures:
             return None
-        return _Task(f"{next(self._ids):08d}", group.fn_name, group.fn_blob, futures,
-                     blobs, group)
+        return _Task(
+            f"{next(self._ids):08d}",
+            group.fn_name,
+            group.fn_blob,
+            futures,
+            blobs,
+            group,
+        )
 
     def _monitor(self) -> None:
         """DescribeTasks on live workers; deal with the ones that stopped."""
         alive = self.registry.alive()
         if not alive:
             return
-        descs = _ecs.describe_tasks(self._clients.ecs, self.config.cluster,
-                                    [w.arn for w in alive])
+        descs = _ecs.describe_tasks(
+            self._clients.ecs, self.config.cluster, [w.arn for w in alive]
+        )
         by_arn = {d["taskArn"]: d for d in descs}
         for worker in alive:
             desc = by_arn.get(worker.arn)
@@ -1174,8 +1376,11 @@ class Plan(Executor):
                 self._counters.relaunch_after = time.monotonic() + min(30, 2**failures)
             log.warning("worker %s failed to start: %s", worker.task_id, reason)
             if failures >= self._settings.max_attempts:
-                self._fail_outstanding(WorkerLostError(
-                    f"{failures} workers in a row failed to start; the last: {reason}"))
+                self._fail_outstanding(
+                    WorkerLostError(
+                        f"{failures} workers in a row failed to start; the last: {reason}"
+                    )
+                )
             return
         with self._lock:
             self._counters.start_failures = 0
@@ -1201,19 +1406,26 @@ class Plan(Executor):
         sqs = self._clients.sqs
         if attempt >= self._settings.max_attempts:
             try:
-                sqs.delete_message(QueueUrl=self._queues.url,
-                                   ReceiptHandle=held["receipt"])
+                sqs.delete_message(
+                    QueueUrl=self._queues.url, ReceiptHandle=held["receipt"]
+                )
             except Exception as exc:
                 log.debug("could not delete the message of task %s: %s", task_id, exc)
-            self._fail_task(task_id, WorkerLostError(
-                f"task {task_id} was lost {attempt} time(s), the limit "
-                f"(max_attempts={self._settings.max_attempts}); last worker "
-                f"{worker.task_id} stopped: {reason}"))
+            self._fail_task(
+                task_id,
+                WorkerLostError(
+                    f"task {task_id} was lost {attempt} time(s), the limit "
+                    f"(max_attempts={self._settings.max_attempts}); last worker "
+                    f"{worker.task_id} stopped: {reason}"
+                ),
+            )
         else:
             try:  # make it visible now instead of after the visibility window
-                sqs.change_message_visibility(QueueUrl=self._queues.url,
-                                              ReceiptHandle=held["receipt"],
-                                              VisibilityTimeout=0)
+                sqs.change_message_visibility(
+                    QueueUrl=self._queues.url,
+                    ReceiptHandle=held["receipt"],
+                    VisibilityTimeout=0,
+                )
                 log.info("task %s released for attempt %d", task_id, attempt + 1)
             except Exception as exc:
                 log.debug("could not release task %s: %s", task_id, exc)
@@ -1229,7 +1441,8 @@ class Plan(Executor):
             with self._lock:
                 unfinished = self._counters.items_pending + self._counters.items_running
             running = ", ".join(w.task_id for w in alive[:10]) + (
-                ", ..." if len(alive) > 10 else "")
+                ", ..." if len(alive) > 10 else ""
+            )
             raise CredentialsError(
                 f"AWS refused this session's credentials {refused} times in a row, "
                 f"even after reloading them: {exc}. Session {sid} has {len(alive)} "
@@ -1238,8 +1451,14 @@ class Plan(Executor):
                 f"stop the workers with `starburst-cli cancel {sid}` (they also exit "
                 f"after idle_timeout={self._settings.idle_timeout:g} s without work)"
             ) from exc
-        log.warning("session %s: AWS refused the credentials (%s); reloading them "
-                    "and retrying (%d of %d)", sid, exc, refused, CREDENTIAL_RETRIES)
+        log.warning(
+            "session %s: AWS refused the credentials (%s); reloading them "
+            "and retrying (%d of %d)",
+            sid,
+            exc,
+            refused,
+            CREDENTIAL_RETRIES,
+        )
         with self._refresh_lock:
             if time.monotonic() - self._refreshed_at >= CREDENTIAL_BACKOFF:
                 self._clients.refresh()
@@ -1254,15 +1473,24 @@ class Plan(Executor):
             return
         now = time.monotonic()
         with self._lock:
-            old = [t for t, task in self._inflight.items()
-                   if now - task.sent_at > RESULT_GRACE]
-            due = [t for t, since in self._missing.items()
-                   if t in self._inflight and now - since > RESULT_GRACE]
+            old = [
+                t
+                for t, task in self._inflight.items()
+                if now - task.sent_at > RESULT_GRACE
+            ]
+            due = [
+                t
+                for t, since in self._missing.items()
+                if t in self._inflight and now - since > RESULT_GRACE
+            ]
         if old:
             attrs = self._clients.sqs.get_queue_attributes(
-                QueueUrl=self._queues.url, AttributeNames=[
+                QueueUrl=self._queues.url,
+                AttributeNames=[
                     "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
             if any(int(v) for v in attrs.values()):
                 self._quiet_since = None
             elif self._quiet_since is None:
@@ -1277,13 +1505,20 @@ class Plan(Executor):
             key = result_key(cfg.prefix, self.session_id, task_id)
             with self._lock:
                 announced = self._missing.pop(task_id, None) is not None
-            why = ("its worker announced it done" if announced else
-                   "no worker holds it and its message has left the queue")
+            why = (
+                "its worker announced it done"
+                if announced
+                else "no worker holds it and its message has left the queue"
+            )
             log.warning("task %s: no result at s3://%s/%s", task_id, cfg.bucket, key)
-            self._fail_task(task_id, ResultMissingError(
-                f"task {task_id} of session {self.session_id} has no result: {why}, "
-                f"but s3://{cfg.bucket}/{key} does not exist after "
-                f"{RESULT_GRACE:g} s (was it deleted, e.g. by a lifecycle rule?)"))
+            self._fail_task(
+                task_id,
+                ResultMissingError(
+                    f"task {task_id} of session {self.session_id} has no result: {why}, "
+                    f"but s3://{cfg.bucket}/{key} does not exist after "
+                    f"{RESULT_GRACE:g} s (was it deleted, e.g. by a lifecycle rule?)"
+                ),
+            )
 
     def _read_claim(self, worker: WorkerRecord) -> dict[str, Any] | None:
         import json
@@ -1292,7 +1527,8 @@ class Plan(Executor):
         try:
             obj = self._clients.s3.get_object(
                 Bucket=cfg.bucket,
-                Key=claim_key(cfg.prefix, self.session_id, worker.task_id))
+                Key=claim_key(cfg.prefix, self.session_id, worker.task_id),
+            )
             return json.loads(obj["Body"].read())
         except Exception as exc:
             log.debug("no claim for worker %s: %s", worker.task_id, exc)
@@ -1302,7 +1538,8 @@ class Plan(Executor):
         cfg = self.config
         try:
             self._clients.s3.head_object(
-                Bucket=cfg.bucket, Key=result_key(cfg.prefix, self.session_id, task_id))
+                Bucket=cfg.bucket, Key=result_key(cfg.prefix, self.session_id, task_id)
+            )
             return True
         except Exception:
             return False
@@ -1311,8 +1548,11 @@ class Plan(Executor):
         cfg = self.config
         self._dirty = False
         self._clients.s3.put_object(
-            Bucket=cfg.bucket, Key=registry_key(cfg.prefix, self.session_id),
-            Body=self.registry.to_json(), ContentType="application/json")
+            Bucket=cfg.bucket,
+            Key=registry_key(cfg.prefix, self.session_id),
+            Body=self.registry.to_json(),
+            ContentType="application/json",
+        )
 
     def _close_session(self) -> None:
         """Stop workers, delete the queues, write the registry's final state."""
@@ -1324,11 +1564,13 @@ class Plan(Executor):
                 return
             alive = self.registry.alive()
             if alive:
-                why = ("its budget max_cost was reached" if self._budget_hit
-                       else "ended")
-                _ecs.stop_tasks(self._clients.ecs, self.config.cluster,
-                                [w.arn for w in alive],
-                                f"starburst session {self.session_id} {why}")
+                why = "its budget max_cost was reached" if self._budget_hit else "ended"
+                _ecs.stop_tasks(
+                    self._clients.ecs,
+                    self.config.cluster,
+                    [w.arn for w in alive],
+                    f"starburst session {self.session_id} {why}",
+                )
                 self._record_stops(alive)
             if self._queues is not None:
                 self._queues.delete(self._clients.sqs)
@@ -1336,8 +1578,10 @@ class Plan(Executor):
             self._checkpoint()
             log.info("%s", self._summary("ended"))
         except Exception:
-            log.exception("could not clean up session %s; run `starburst-cli cleanup`",
-                          self.session_id)
+            log.exception(
+                "could not clean up session %s; run `starburst-cli cleanup`",
+                self.session_id,
+            )
         finally:
             self._closed.set()
             self._io.shutdown(wait=False)
@@ -1351,12 +1595,20 @@ class Plan(Executor):
         sid = self.session_id
         with self._lock:
             sent = len(self.registry.task_ids)
-        self._fail_outstanding(StarburstError(
-            f"session {sid} was detached before this result arrived; collect it "
-            f"with Plan.attach({sid!r})"))
-        log.info("session %s detached: %d task object(s) sent, %d worker(s) "
-                 "running; collect the results with Plan.attach(%r)",
-                 sid, sent, len(self.registry.alive()), sid)
+        self._fail_outstanding(
+            StarburstError(
+                f"session {sid} was detached before this result arrived; collect it "
+                f"with Plan.attach({sid!r})"
+            )
+        )
+        log.info(
+            "session %s detached: %d task object(s) sent, %d worker(s) "
+            "running; collect the results with Plan.attach(%r)",
+            sid,
+            sent,
+            len(self.registry.alive()),
+            sid,
+        )
 
     def _summary(self, state: str) -> str:
         """The one log line a session ends with."""
@@ -1367,10 +1619,12 @@ class Plan(Executor):
         except ValueError as exc:  # a region without prices
             money = f"unknown ({exc})"
         extra = f"; {self._budget_hit}" if self._budget_hit else ""
-        return (f"session {self.session_id} {state}: {st.completed} done, "
-                f"{st.failed} failed, {len(self.registry.all())} worker(s) in "
-                f"{st.wave} wave(s), {time.time() - self.registry.created:.0f} s; "
-                f"cost {money}{extra}")
+        return (
+            f"session {self.session_id} {state}: {st.completed} done, "
+            f"{st.failed} failed, {len(self.registry.all())} worker(s) in "
+            f"{st.wave} wave(s), {time.time() - self.registry.created:.0f} s; "
+            f"cost {money}{extra}"
+        )
 
     def _record_stops(self, workers: list[WorkerRecord]) -> None:
         """After StopTask: refresh the records from ECS (waiting up to
@@ -1381,8 +1635,9 @@ class Plan(Executor):
         waiting = list(workers)
         while waiting:
             try:
-                descs = _ecs.describe_tasks(self._clients.ecs, self.config.cluster,
-                                            [w.arn for w in waiting])
+                descs = _ecs.describe_tasks(
+                    self._clients.ecs, self.config.cluster, [w.arn for w in waiting]
+                )
             except Exception as exc:
                 log.debug("could not describe the stopped workers: %s", exc)
                 break
@@ -1399,7 +1654,8 @@ class Plan(Executor):
             if worker.stopped is None:
                 worker.stopped = now
                 worker.reason = worker.reason or (
-                    f"starburst session {self.session_id} ended")
+                    f"starburst session {self.session_id} ended"
+                )
 
     # -- collector thread ---------------------------------------------------
 
@@ -1448,25 +1704,34 @@ class Plan(Executor):
     def _collect_announced(self) -> int:
         assert self._queues is not None
         sqs = self._clients.sqs
-        resp = sqs.receive_message(QueueUrl=self._queues.done_url,
-                                   MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        resp = sqs.receive_message(
+            QueueUrl=self._queues.done_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
         messages = resp.get("Messages", [])
         if not messages:
             return 0
         with self._lock:
-            ready = [t for t in dict.fromkeys(m["Body"] for m in messages)
-                     if t in self._inflight and t not in self._announced]
+            ready = [
+                t
+                for t in dict.fromkeys(m["Body"] for m in messages)
+                if t in self._inflight and t not in self._announced
+            ]
             self._announced.update(ready)
         # Fetch and delete on the I/O pool and poll again at once: the
         # announced tasks already count as room for the engine's next
         # dispatch, so sending, running and fetching overlap.
-        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                   for n, m in enumerate(messages)]
+        entries = [
+            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+            for n, m in enumerate(messages)
+        ]
         try:
             for task_id in ready:
                 self._io.submit(self._fetch_announced, task_id)
-            self._io.submit(sqs.delete_message_batch,
-                            QueueUrl=self._queues.done_url, Entries=entries)
+            self._io.submit(
+                sqs.delete_message_batch,
+                QueueUrl=self._queues.done_url,
+                Entries=entries,
+            )
         except RuntimeError:  # the pool is shut down: the session is closing
             for task_id in ready:
                 self._fetch_announced(task_id)
@@ -1488,10 +1753,11 @@ class Plan(Executor):
         start_after = f"{prefix}{int(inflight[0]) - 1:08d}.msgpack"
         ready: list[str] = []
         paginator = self._clients.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=cfg.bucket, Prefix=prefix,
-                                       StartAfter=start_after):
+        for page in paginator.paginate(
+            Bucket=cfg.bucket, Prefix=prefix, StartAfter=start_after
+        ):
             for obj in page.get("Contents", []):
-                tid = obj["Key"][len(prefix):].removesuffix(".msgpack")
+                tid = obj["Key"][len(prefix) :].removesuffix(".msgpack")
                 if tid in wanted:
                     ready.append(tid)
         with self._lock:
@@ -1504,7 +1770,9 @@ class Plan(Executor):
         cfg = self.config
         key = result_key(cfg.prefix, self.session_id, task_id)
         try:
-            data = self._clients.s3.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
+            data = self._clients.s3.get_object(Bucket=cfg.bucket, Key=key)[
+                "Body"
+            ].read()
         except Exception as exc:
             if error_code(exc) not in ("NoSuchKey", "404", "NotFound"):
                 raise
@@ -1537,7 +1805,8 @@ class Plan(Executor):
             else:
                 err = ResultMissingError(
                     f"result {key} has {len(outcomes)} item(s), task had "
-                    f"{len(task.futures)}")
+                    f"{len(task.futures)}"
+                )
                 self._settle(task.futures, [err] * n, running=n)
                 return
         worker = str(env.get("worker", "?")).rsplit("/", 1)[-1]
@@ -1547,12 +1816,26 @@ class Plan(Executor):
                 try:
                     settled.append((future, True, outcome.value()))
                 except Exception as exc:
-                    settled.append((future, False, RemoteError(
-                        type(exc).__name__,
-                        f"the result could not be unpickled here: {exc}")))
+                    settled.append(
+                        (
+                            future,
+                            False,
+                            RemoteError(
+                                type(exc).__name__,
+                                f"the result could not be unpickled here: {exc}",
+                            ),
+                        )
+                    )
             else:
-                settled.append((future, False, _rebuild_exception(
-                    outcome, task_id, worker, env.get("attempt", 1))))
+                settled.append(
+                    (
+                        future,
+                        False,
+                        _rebuild_exception(
+                            outcome, task_id, worker, env.get("attempt", 1)
+                        ),
+                    )
+                )
         n_ok = sum(1 for _, ok, _ in settled if ok)
         # Count before completing the futures: status() always adds up, and a
         # caller woken by a future already sees it counted.
@@ -1576,24 +1859,31 @@ class Plan(Executor):
     def _drain_dlq(self) -> None:
         assert self._queues is not None
         sqs = self._clients.sqs
-        resp = sqs.receive_message(QueueUrl=self._queues.dlq_url, MaxNumberOfMessages=10,
-                                   WaitTimeSeconds=0)
+        resp = sqs.receive_message(
+            QueueUrl=self._queues.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        )
         for message in resp.get("Messages", []):
             task_id = message["Body"]
             if not self._result_exists(task_id):
                 with self._lock:
                     reason = self._counters.last_stop_reason
-                self._fail_task(task_id, WorkerLostError(
-                    f"task {task_id} was received {self._settings.max_attempts} time(s) "
-                    "(max_attempts) without producing a result"
-                    + (f"; the last worker stop: {reason}" if reason else "")))
-            sqs.delete_message(QueueUrl=self._queues.dlq_url,
-                               ReceiptHandle=message["ReceiptHandle"])
+                self._fail_task(
+                    task_id,
+                    WorkerLostError(
+                        f"task {task_id} was received {self._settings.max_attempts} time(s) "
+                        "(max_attempts) without producing a result"
+                        + (f"; the last worker stop: {reason}" if reason else "")
+                    ),
+                )
+            sqs.delete_message(
+                QueueUrl=self._queues.dlq_url, ReceiptHandle=message["ReceiptHandle"]
+            )
 
     # -- completing futures -------------------------------------------------
 
-    def _settle(self, futures: list[Future], errors: list[BaseException],
-                running: int = 0) -> None:
+    def _settle(
+        self, futures: list[Future], errors: list[BaseException], running: int = 0
+    ) -> None:
         with self._lock:
             self._counters.items_running -= running
             self._counters.failed += len(futures)
@@ -1612,7 +1902,9 @@ class Plan(Executor):
         with self._lock:
             tasks = list(self._inflight.values())
             if self._pending:
-                tasks.append(_Task("", "", None, [f for f, _, _ in self._pending], None))
+                tasks.append(
+                    _Task("", "", None, [f for f, _, _ in self._pending], None)
+                )
             for item in self._pending:
                 item[2].remaining -= 1
             self._pending.clear()
@@ -1683,9 +1975,11 @@ def _time_calls(fn: Callable[..., Any], sample: Iterable[Any]) -> tuple[float, s
     if not times:
         raise ValueError("sample is empty: give a few inputs for fn to time")
     mean = sum(times) / len(times)
-    return mean, (f"{mean:.3g} s per task, the mean of {len(times)} local call(s) of "
-                  f"{envelope.qualified_name(fn)} (a Fargate vCPU may be slower or "
-                  "faster than this machine)")
+    return mean, (
+        f"{mean:.3g} s per task, the mean of {len(times)} local call(s) of "
+        f"{envelope.qualified_name(fn)} (a Fargate vCPU may be slower or "
+        "faster than this machine)"
+    )
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -1701,7 +1995,9 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
 
 def _check_number(name: str, value: Any, lo: float, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a number of seconds, not {type(value).__name__}"
+        )
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value}")
 
@@ -1729,8 +2025,9 @@ def _result_or_cancel(future: Future, timeout: float | None = None) -> Any:
         future.cancel()
 
 
-def _rebuild_exception(outcome: envelope.Outcome, task_id: str, worker: str,
-                       attempt: Any) -> BaseException:
+def _rebuild_exception(
+    outcome: envelope.Outcome, task_id: str, worker: str, attempt: Any
+) -> BaseException:
     exc: BaseException | None = None
     if outcome.blob is not None:
         try:
@@ -1738,17 +2035,21 @@ def _rebuild_exception(outcome: envelope.Outcome, task_id: str, worker: str,
         except Exception:
             exc = None
     if not isinstance(exc, BaseException):
-        exc = RemoteError(outcome.error_type or "Exception", outcome.error_text or "",
-                          outcome.traceback or "")
+        exc = RemoteError(
+            outcome.error_type or "Exception",
+            outcome.error_text or "",
+            outcome.traceback or "",
+        )
     if outcome.traceback:
         exc.__cause__ = RemoteTraceback(outcome.traceback)
-    exc.add_note(f"raised in starburst task {task_id} on worker {worker} "
-                 f"(attempt {attempt})")
+    exc.add_note(
+        f"raised in starburst task {task_id} on worker {worker} (attempt {attempt})"
+    )
     return exc
 
 
 def _launch_failure_kind(failure: dict[str, Any]) -> str:
-    """"capacity", "limit" or "other", from a RunTask failure's reason."""
+    """ "capacity", "limit" or "other", from a RunTask failure's reason."""
     text = f"{failure.get('reason', '')} {failure.get('detail', '')}".lower()
     if "capacity" in text:
         return "capacity"
@@ -1759,11 +2060,15 @@ def _launch_failure_kind(failure: dict[str, Any]) -> str:
 
 def _launch_hint(kinds: set[str]) -> str:
     if "limit" in kinds:
-        return ("Ask for a higher Fargate limit in the Service Quotas console, or "
-                "lower Plan(workers=...)")
+        return (
+            "Ask for a higher Fargate limit in the Service Quotas console, or "
+            "lower Plan(workers=...)"
+        )
     if "capacity" in kinds:
-        return ("Try again later, add subnets in other availability zones, or "
-                "use On-Demand (spot=False, or spot_fallback=True)")
+        return (
+            "Try again later, add subnets in other availability zones, or "
+            "use On-Demand (spot=False, or spot_fallback=True)"
+        )
     return "Check the deployment's task definition, subnets and security groups"
 
 

@@ -23,18 +23,23 @@ class Quota:
     others: float = 0.0  # vCPUs of tasks that are not this plan's
 
     @classmethod
-    def read(cls, clients: Any, cluster: str, *, spot: bool,
-             fallback: float | None) -> Quota:
+    def read(
+        cls, clients: Any, cluster: str, *, spot: bool, fallback: float | None
+    ) -> Quota:
         code = SPOT_QUOTA if spot else ON_DEMAND_QUOTA
         try:
             resp = clients.service_quotas.get_service_quota(
-                ServiceCode="fargate", QuotaCode=code)
+                ServiceCode="fargate", QuotaCode=code
+            )
             quota = cls(float(resp["Quota"]["Value"]), f"Service Quotas {code}")
         except Exception as exc:
             value = DEFAULT_FALLBACK if fallback is None else float(fallback)
             log.warning(
                 "could not read the Fargate vCPU quota (%s); assuming %g vCPU. "
-                "Pass Plan(vcpu_quota=...) to set it", exc, value)
+                "Pass Plan(vcpu_quota=...) to set it",
+                exc,
+                value,
+            )
             quota = cls(value, "assumed: Service Quotas unavailable")
         if fallback is not None and quota.source.startswith("Service"):
             quota.limit = min(quota.limit, float(fallback))
@@ -52,7 +57,8 @@ def running_vcpus(ecs: Any, cluster: str) -> float:
     try:
         arns: list[str] = []
         for page in ecs.get_paginator("list_tasks").paginate(
-                cluster=cluster, desiredStatus="RUNNING"):
+            cluster=cluster, desiredStatus="RUNNING"
+        ):
             arns.extend(page.get("taskArns", []))
         if not arns:
             return 0.0
@@ -60,5 +66,8 @@ def running_vcpus(ecs: Any, cluster: str) -> float:
     except Exception as exc:
         log.warning("could not count running Fargate tasks: %s", exc)
         return 0.0
-    return sum(int(d.get("cpu", 0)) / 1024 for d in descs
-               if d.get("lastStatus") != "STOPPED" and d.get("desiredStatus") != "STOPPED")
+    return sum(
+        int(d.get("cpu", 0)) / 1024
+        for d in descs
+        if d.get("lastStatus") != "STOPPED" and d.get("desiredStatus") != "STOPPED"
+    )

@@ -63,19 +63,25 @@ def parse_cpu(cpu: float | int | str) -> int:
     if value in VALID_SIZES:
         return int(value)
     allowed = ", ".join(f"{v:g}" for v in _VCPUS)
-    raise ValueError(f"cpu={cpu!r} is not a Fargate size; choose one of {allowed} vCPUs")
+    raise ValueError(
+        f"cpu={cpu!r} is not a Fargate size; choose one of {allowed} vCPUs"
+    )
 
 
 def parse_memory(memory: int | float | str) -> int:
-    """"4GB", "4 GiB", "512MB", "4096" or 4096 (MiB) -> MiB."""
+    """ "4GB", "4 GiB", "512MB", "4096" or 4096 (MiB) -> MiB."""
     if isinstance(memory, bool):
         raise TypeError('memory must be a size such as "4GB" or 4096 (MiB)')
     if isinstance(memory, int | float):
         if memory != int(memory):
-            raise ValueError(f'memory={memory!r}: give whole MiB, or a string like "0.5GB"')
+            raise ValueError(
+                f'memory={memory!r}: give whole MiB, or a string like "0.5GB"'
+            )
         return int(memory)
     if not isinstance(memory, str):
-        raise TypeError(f"memory must be a size such as \"4GB\", not {type(memory).__name__}")
+        raise TypeError(
+            f'memory must be a size such as "4GB", not {type(memory).__name__}'
+        )
     match = _MEMORY_RE.match(memory)
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:

@@ -62,14 +62,23 @@ class SessionQueues:
     done_url: str = ""
 
     @classmethod
-    def create(cls, sqs: Any, name: str, *, max_attempts: int, visibility: int,
-               tags: dict[str, str]) -> SessionQueues:
+    def create(
+        cls,
+        sqs: Any,
+        name: str,
+        *,
+        max_attempts: int,
+        visibility: int,
+        tags: dict[str, str],
+    ) -> SessionQueues:
         """Create the three queues (idempotent)."""
         retention = {"MessageRetentionPeriod": str(4 * 24 * 3600)}
-        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes=retention,
-                                   tags=tags)["QueueUrl"]
-        done_url = sqs.create_queue(QueueName=f"{name}-done", Attributes=retention,
-                                    tags=tags)["QueueUrl"]
+        dlq_url = sqs.create_queue(
+            QueueName=f"{name}-dlq", Attributes=retention, tags=tags
+        )["QueueUrl"]
+        done_url = sqs.create_queue(
+            QueueName=f"{name}-done", Attributes=retention, tags=tags
+        )["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(
             QueueUrl=dlq_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
@@ -79,7 +88,10 @@ class SessionQueues:
                 "VisibilityTimeout": str(visibility),
                 **retention,
                 "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_attempts)}
+                    {
+                        "deadLetterTargetArn": dlq_arn,
+                        "maxReceiveCount": str(max_attempts),
+                    }
                 ),
             },
             tags=tags,
@@ -107,7 +119,9 @@ class SessionQueues:
             batch = task_ids[i : i + SEND_BATCH]
             resp = sqs.send_message_batch(
                 QueueUrl=self.url,
-                Entries=[{"Id": str(n), "MessageBody": tid} for n, tid in enumerate(batch)],
+                Entries=[
+                    {"Id": str(n), "MessageBody": tid} for n, tid in enumerate(batch)
+                ],
             )
             failed.extend(batch[int(f["Id"])] for f in resp.get("Failed", []))
         return failed
@@ -151,7 +165,9 @@ class WorkerRecord:
 
     def update(self, desc: dict[str, Any]) -> None:
         self.status = desc.get("lastStatus", self.status)
-        self.capacity_provider = desc.get("capacityProviderName", self.capacity_provider)
+        self.capacity_provider = desc.get(
+            "capacityProviderName", self.capacity_provider
+        )
         self.started = _ts(desc.get("startedAt")) or self.started
         self.pull_started = _ts(desc.get("pullStartedAt")) or self.pull_started
         self.stopped = _ts(desc.get("stoppedAt")) or self.stopped
@@ -161,9 +177,11 @@ class WorkerRecord:
             if container.get("exitCode") is not None:
                 self.exit_code = container["exitCode"]
             if container.get("reason"):
-                self.reason = f"{self.reason}: {container['reason']}" if (
-                    self.reason and container["reason"] not in self.reason
-                ) else (self.reason or container["reason"])
+                self.reason = (
+                    f"{self.reason}: {container['reason']}"
+                    if (self.reason and container["reason"] not in self.reason)
+                    else (self.reason or container["reason"])
+                )
         if self.status == "STOPPED" and self.stopped is None:
             self.stopped = time.time()
 
@@ -219,8 +237,9 @@ class Registry:
                 "created": self.created,
                 "state": self.state,
                 "settings": self.settings,
-                "tasks": [[t, n] for t, n in zip(self.task_ids, self.task_sizes,
-                                                  strict=True)],
+                "tasks": [
+                    [t, n] for t, n in zip(self.task_ids, self.task_sizes, strict=True)
+                ],
                 "workers": [asdict(w) for w in self.workers.values()],
                 "updated": time.time(),
             }

@@ -40,11 +40,38 @@ import msgpack
 VERSION = 1
 PYTHON = ".".join(map(str, sys.version_info[:3]))
 
-TASK_FIELDS = ("v", "kind", "task_id", "session_id", "fn", "n", "payload", "sha256",
-               "python", "sdk", "created")
-RESULT_FIELDS = ("v", "kind", "task_id", "session_id", "n", "payload", "sha256",
-                 "python", "sdk", "ok", "error_type", "error_text", "traceback",
-                 "started", "finished", "attempt", "worker")
+TASK_FIELDS = (
+    "v",
+    "kind",
+    "task_id",
+    "session_id",
+    "fn",
+    "n",
+    "payload",
+    "sha256",
+    "python",
+    "sdk",
+    "created",
+)
+RESULT_FIELDS = (
+    "v",
+    "kind",
+    "task_id",
+    "session_id",
+    "n",
+    "payload",
+    "sha256",
+    "python",
+    "sdk",
+    "ok",
+    "error_type",
+    "error_text",
+    "traceback",
+    "started",
+    "finished",
+    "attempt",
+    "worker",
+)
 
 
 class EnvelopeError(ValueError):
@@ -74,8 +101,16 @@ def qualified_name(fn: Any) -> str:
 # Tasks
 
 
-def pack_task(*, task_id: str, session_id: str, fn_name: str, fn_blob: bytes | None,
-              item_blobs: Sequence[bytes], sdk: str, created: float) -> bytes:
+def pack_task(
+    *,
+    task_id: str,
+    session_id: str,
+    fn_name: str,
+    fn_blob: bytes | None,
+    item_blobs: Sequence[bytes],
+    sdk: str,
+    created: float,
+) -> bytes:
     """Build a task envelope from already pickled blobs."""
     payload = msgpack.packb([fn_blob, list(item_blobs)], use_bin_type=True)
     return msgpack.packb(
@@ -156,8 +191,14 @@ class Outcome:
     _value: Any = field(default=None, repr=False)
 
     def to_wire(self) -> list[Any]:
-        return [self.ok, self.blob, self.error_type, self.error_text, self.traceback,
-                self.seconds]
+        return [
+            self.ok,
+            self.blob,
+            self.error_type,
+            self.error_text,
+            self.traceback,
+            self.seconds,
+        ]
 
     @classmethod
     def from_wire(cls, item: list[Any]) -> Outcome:
@@ -203,13 +244,27 @@ def failure(exc: BaseException, seconds: float, tb_text: str | None = None) -> O
         text = str(exc)
     except Exception:
         text = f"<{type(exc).__name__} whose str() failed>"
-    return Outcome(False, blob, f"{type(exc).__module__}.{type(exc).__qualname__}",
-                   text, tb_text, seconds)
+    return Outcome(
+        False,
+        blob,
+        f"{type(exc).__module__}.{type(exc).__qualname__}",
+        text,
+        tb_text,
+        seconds,
+    )
 
 
-def pack_result(*, task_id: str, session_id: str, outcomes: Sequence[Outcome],
-                sdk: str, started: float, finished: float, attempt: int,
-                worker: str) -> bytes:
+def pack_result(
+    *,
+    task_id: str,
+    session_id: str,
+    outcomes: Sequence[Outcome],
+    sdk: str,
+    started: float,
+    finished: float,
+    attempt: int,
+    worker: str,
+) -> bytes:
     payload = msgpack.packb([o.to_wire() for o in outcomes], use_bin_type=True)
     first_error = next((o for o in outcomes if not o.ok), None)
     return msgpack.packb(
@@ -237,7 +292,9 @@ def pack_result(*, task_id: str, session_id: str, outcomes: Sequence[Outcome],
 
 
 def result_outcomes(env: dict[str, Any]) -> list[Outcome]:
-    return [Outcome.from_wire(item) for item in msgpack.unpackb(env["payload"], raw=False)]
+    return [
+        Outcome.from_wire(item) for item in msgpack.unpackb(env["payload"], raw=False)
+    ]
 
 
 def describe_unpicklable(obj: Any, exc: BaseException) -> str:
@@ -245,8 +302,10 @@ def describe_unpicklable(obj: Any, exc: BaseException) -> str:
     culprit = _find_unpicklable(obj, depth=0)
     if culprit is None:
         culprit = obj
-    return (f"{type(culprit).__module__}.{type(culprit).__qualname__} "
-            f"({_short_repr(culprit)}): {exc}")
+    return (
+        f"{type(culprit).__module__}.{type(culprit).__qualname__} "
+        f"({_short_repr(culprit)}): {exc}"
+    )
 
 
 def _short_repr(obj: Any) -> str:

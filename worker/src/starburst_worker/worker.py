@@ -74,8 +74,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
-        missing = [k for k in ("STARBURST_BUCKET", "STARBURST_SESSION",
-                               "STARBURST_QUEUE_URL") if not env.get(k)]
+        missing = [
+            k
+            for k in ("STARBURST_BUCKET", "STARBURST_SESSION", "STARBURST_QUEUE_URL")
+            if not env.get(k)
+        ]
         if missing:
             raise SystemExit(
                 "starburst worker: missing environment variable(s) "
@@ -137,8 +140,9 @@ IDLE, LIMIT, GONE, FAILED = "idle", "limit", "queue gone", "failed"
 
 
 class Worker:
-    def __init__(self, settings: Settings, s3: Any, sqs: Any, worker_arn: str,
-                 worker_id: str) -> None:
+    def __init__(
+        self, settings: Settings, s3: Any, sqs: Any, worker_arn: str, worker_id: str
+    ) -> None:
         self.s = settings
         self.s3, self.sqs = s3, sqs
         self.worker_arn, self.worker_id = worker_arn, worker_id
@@ -156,10 +160,14 @@ class Worker:
 
     def run(self) -> int:
         """Process tasks until idle, the queue is gone or the task limit."""
-        threads = [threading.Thread(target=f, daemon=True, name=f"starburst-{n}")
-                   for n, f in (("prefetch", self._prefetch_loop),
-                                ("upload", self._upload_loop),
-                                ("heartbeat", self._heartbeat_loop))]
+        threads = [
+            threading.Thread(target=f, daemon=True, name=f"starburst-{n}")
+            for n, f in (
+                ("prefetch", self._prefetch_loop),
+                ("upload", self._upload_loop),
+                ("heartbeat", self._heartbeat_loop),
+            )
+        ]
         self._last_activity = time.monotonic()
         for t in threads:
             t.start()
@@ -169,12 +177,16 @@ class Worker:
             while True:
                 item = self._ready.get()
                 if isinstance(item, str):
-                    log.info("%s; exiting after %d tasks", {
-                        IDLE: f"idle for {self.s.idle_timeout:g} s",
-                        LIMIT: f"received {self.s.max_tasks} tasks (the per-worker limit)",
-                        GONE: "the session's queue is gone",
-                        FAILED: "the queue could not be read",
-                    }[item], self.tasks_done)
+                    log.info(
+                        "%s; exiting after %d tasks",
+                        {
+                            IDLE: f"idle for {self.s.idle_timeout:g} s",
+                            LIMIT: f"received {self.s.max_tasks} tasks (the per-worker limit)",
+                            GONE: "the session's queue is gone",
+                            FAILED: "the queue could not be read",
+                        }[item],
+                        self.tasks_done,
+                    )
                     code = 1 if item == FAILED else 0
                     break
                 held, data = item
@@ -223,8 +235,11 @@ class Worker:
             if self._stop.is_set():
                 return
             idle_for = 0.0 if self._busy else time.monotonic() - self._last_activity
-            wait = 20 if self._busy else max(
-                1, min(20, int(self.s.idle_timeout - idle_for + 0.999)))
+            wait = (
+                20
+                if self._busy
+                else max(1, min(20, int(self.s.idle_timeout - idle_for + 0.999)))
+            )
             try:
                 resp = self.sqs.receive_message(
                     QueueUrl=self.s.queue_url,
@@ -249,8 +264,14 @@ class Worker:
                 messages = resp.get("Messages", [])
                 if not messages:
                     self._permits.release()
-                    idle = not self._busy and self._ready.empty() and (
-                        time.monotonic() - self._last_activity >= self.s.idle_timeout)
+                    idle = (
+                        not self._busy
+                        and self._ready.empty()
+                        and (
+                            time.monotonic() - self._last_activity
+                            >= self.s.idle_timeout
+                        )
+                    )
                     if idle:
                         self._ready.put(IDLE)
                         return
@@ -283,7 +304,8 @@ class Worker:
             self.s3.put_object(
                 Bucket=self.s.bucket,
                 Key=claim_key(self.s.prefix, self.s.session, self.worker_id),
-                Body=json.dumps(doc).encode())
+                Body=json.dumps(doc).encode(),
+            )
         except Exception as exc:  # the claim speeds up recovery; it is not needed
             log.warning("could not write the claim for task %s: %s", held.task_id, exc)
         return held
@@ -293,11 +315,13 @@ class Worker:
         try:
             obj = self.s3.get_object(
                 Bucket=self.s.bucket,
-                Key=task_key(self.s.prefix, self.s.session, held.task_id))
+                Key=task_key(self.s.prefix, self.s.session, held.task_id),
+            )
             return obj["Body"].read()
         except Exception as exc:  # storage trouble: let another attempt try
-            log.error("task %s could not be read (%s); released for retry",
-                      held.task_id, exc)
+            log.error(
+                "task %s could not be read (%s); released for retry", held.task_id, exc
+            )
             self._release(held)
             return None
 
@@ -306,12 +330,20 @@ class Worker:
         outcomes = self._run_task(data)
         finished = time.time()
         body = envelope.pack_result(
-            task_id=held.task_id, session_id=self.s.session, outcomes=outcomes,
-            sdk=__version__, started=started, finished=finished, attempt=held.attempt,
-            worker=self.worker_arn)
+            task_id=held.task_id,
+            session_id=self.s.session,
+            outcomes=outcomes,
+            sdk=__version__,
+            started=started,
+            finished=finished,
+            attempt=held.attempt,
+            worker=self.worker_arn,
+        )
         n_failed = sum(1 for o in outcomes if not o.ok)
-        summary = (f"task {held.task_id} attempt {held.attempt}: {len(outcomes)} "
-                   f"item(s), {n_failed} failed, {finished - started:.3f} s")
+        summary = (
+            f"task {held.task_id} attempt {held.attempt}: {len(outcomes)} "
+            f"item(s), {n_failed} failed, {finished - started:.3f} s"
+        )
         return held, body, summary
 
     def _upload_loop(self) -> None:
@@ -325,13 +357,19 @@ class Worker:
         try:
             self.s3.put_object(
                 Bucket=self.s.bucket,
-                Key=result_key(self.s.prefix, self.s.session, held.task_id), Body=body)
+                Key=result_key(self.s.prefix, self.s.session, held.task_id),
+                Body=body,
+            )
             self._announce(held.task_id)
-            self.sqs.delete_message(QueueUrl=self.s.queue_url,
-                                    ReceiptHandle=held.receipt)
+            self.sqs.delete_message(
+                QueueUrl=self.s.queue_url, ReceiptHandle=held.receipt
+            )
         except Exception as exc:
-            log.error("task %s: the result could not be stored (%s); released for "
-                      "retry", held.task_id, exc)
+            log.error(
+                "task %s: the result could not be stored (%s); released for retry",
+                held.task_id,
+                exc,
+            )
             self._release(held)
             return
         with self._held_lock:
@@ -359,12 +397,18 @@ class Worker:
             with self._held_lock:
                 receipts = list(self._held)
             for i in range(0, len(receipts), 10):
-                entries = [{"Id": str(n), "ReceiptHandle": r,
-                            "VisibilityTimeout": self.s.visibility}
-                           for n, r in enumerate(receipts[i:i + 10])]
+                entries = [
+                    {
+                        "Id": str(n),
+                        "ReceiptHandle": r,
+                        "VisibilityTimeout": self.s.visibility,
+                    }
+                    for n, r in enumerate(receipts[i : i + 10])
+                ]
                 try:
                     self.sqs.change_message_visibility_batch(
-                        QueueUrl=self.s.queue_url, Entries=entries)
+                        QueueUrl=self.s.queue_url, Entries=entries
+                    )
                 except Exception as exc:
                     log.warning("heartbeat failed: %s", exc)
 
@@ -373,8 +417,10 @@ class Worker:
             self._held.pop(held.receipt, None)
         try:
             self.sqs.change_message_visibility(
-                QueueUrl=self.s.queue_url, ReceiptHandle=held.receipt,
-                VisibilityTimeout=0)
+                QueueUrl=self.s.queue_url,
+                ReceiptHandle=held.receipt,
+                VisibilityTimeout=0,
+            )
         except Exception as exc:
             log.warning("could not release task %s: %s", held.task_id, exc)
 
@@ -396,7 +442,8 @@ class Worker:
                 f"the client runs Python {client} but this worker runs Python "
                 f"{envelope.python_minor(envelope.PYTHON)}; pickled functions are "
                 "not portable across minor versions. Use a worker image built for "
-                f"Python {client}.")
+                f"Python {client}."
+            )
             return [envelope.failure(exc, 0.0, tb_text="")] * env["n"]
         return [self._run_item(load) for load in envelope.task_items(env)]
 
@@ -429,7 +476,9 @@ class _alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _fire(self, signum: int, frame: Any) -> None:
-        raise TimeoutError(f"the task ran longer than its timeout of {self.seconds:g} s")
+        raise TimeoutError(
+            f"the task ran longer than its timeout of {self.seconds:g} s"
+        )
 
 
 def _queue_gone(exc: ClientError) -> bool:
@@ -442,17 +491,24 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = Settings.from_env(dict(os.environ))
-    config = Config(retries={"mode": "standard", "max_attempts": 8},
-                    max_pool_connections=4)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=4
+    )
     s3 = boto3.client("s3", region_name=settings.region, config=config)
     sqs = boto3.client("sqs", region_name=settings.region, config=config)
     arn, worker_id = own_identity()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    print(f"starburst worker {__version__} (Python {envelope.PYTHON}) "
-          f"for session {settings.session} as {worker_id}", flush=True)
+    print(
+        f"starburst worker {__version__} (Python {envelope.PYTHON}) "
+        f"for session {settings.session} as {worker_id}",
+        flush=True,
+    )
     try:
         return Worker(settings, s3, sqs, arn, worker_id).run()
     except Stopped:
