@@ -35,15 +35,10 @@ class Tools:
     base: str
 
 
-@pytest.fixture(scope="session")
-def container_tools() -> Iterator[Tools]:
-    from starburst_local.containers import (
-        BASE_PYTHON,
-        DockerEngine,
-        LocalRegistry,
-        missing_tools,
-        push_base_image,
-    )
+def require_container_tools() -> None:
+    """Skip (fail, under ``make test``) unless the container tools are here and
+    this is the stand-in base image's Python."""
+    from starburst_local.containers import BASE_PYTHON, missing_tools
 
     # `make test` sets STARBURST_REQUIRE_CONTAINERS=1: there, a missing tool fails
     # the run instead of skipping the container tests.
@@ -55,6 +50,13 @@ def container_tools() -> Iterator[Tools]:
         unmet(f"missing {', '.join(missing)}: run scripts/install-container-tools.sh")
     if f"{sys.version_info.major}.{sys.version_info.minor}" != BASE_PYTHON:
         unmet(f"the stand-in base image has Python {BASE_PYTHON}; run the tests on it")
+
+
+@pytest.fixture(scope="session")
+def container_tools() -> Iterator[Tools]:
+    from starburst_local.containers import DockerEngine, LocalRegistry, push_base_image
+
+    require_container_tools()
     root = Path(tempfile.mkdtemp(prefix="sb-ctr-"))  # short: a unix socket lives here
     engine = DockerEngine(root / "engine")
     registry = LocalRegistry(root / "registry")

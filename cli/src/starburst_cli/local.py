@@ -1,6 +1,7 @@
 """``starburst-cli local``: start, stop and use the local cloud (LocalStack + runner).
 
-``up`` starts both and provisions a deployment, ``down`` stops them by pid, ``status``
+``up`` starts both (with ``--containers``, a private Docker engine and registry too)
+and provisions a deployment, ``down`` stops them by pid, ``status``
 says what runs where, ``env`` prints the variables: ``eval "$(starburst-cli local env)"``.
 """
 
@@ -75,6 +76,14 @@ def up(
     stop_grace: Annotated[
         float, typer.Option(help="SIGTERM-to-SIGKILL seconds")
     ] = 10.0,
+    containers: Annotated[
+        bool,
+        typer.Option(
+            "--containers",
+            help="run each task in a container of its worker image, built from "
+            "this environment by Plan (needs scripts/install-container-tools.sh)",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start LocalStack and the local Fargate runner, then provision the deployment."""
@@ -95,6 +104,7 @@ def up(
             quota_spot=spot_quota,
             cold_start=cold_start,
             stop_grace=stop_grace,
+            containers=containers,
         )
     except Exception as exc:
         raise _fail(f"the local cloud did not start: {exc}") from None
@@ -103,6 +113,12 @@ def up(
         f"{state.localstack_url}, runner on {state.runner_url}, deployment "
         f"{state.deployment!r}."
     )
+    if state.containers:
+        typer.echo(
+            f"Container mode: Docker engine {state.containers['docker_host']}, "
+            f"registry {state.containers['registry_address']} (the deployment's ECR "
+            "repository); Plan builds the worker image of the environment it runs in."
+        )
     where = f" --state-dir {state_dir}" if state_dir else ""
     typer.echo(f'Use it with: eval "$(starburst-cli local env{where})"')
 
@@ -144,6 +160,13 @@ def status(
             typer.echo(
                 f"{name:10} {state:14} pid {part['pid']}  "
                 f"http://127.0.0.1:{part['port']}  log {part['log']}"
+            )
+        if "containers" in report:
+            c = report["containers"]
+            up_ = c["engine_alive"] and c["registry_alive"]
+            typer.echo(
+                f"{'containers':10} {'up' if up_ else 'stopped':14} engine "
+                f"{c['docker_host']}  registry {c['registry']}"
             )
         typer.echo(
             f"deployment {report['deployment']!r}, state dir {report['state_dir']}"

@@ -6,6 +6,13 @@ write ``<state dir>/state.json`` (pids, create times, ports) -> provision the
 deployment by applying the project's Terraform (:mod:`starburst_local.provision`). ``down``: stop the
 runner, then LocalStack, by recorded pid (never by name), and remove the runner's
 files and the state file. ``env``: the variables that point any boto3 program here.
+
+With ``containers=True`` (``starburst-cli local up --containers``) ``up`` first starts
+a private Docker engine and Debian's registry (:mod:`starburst_local.containers`) in a
+temp dir of their own and pushes the stand-in base image there; the runner runs each
+task as ``docker run`` of its image, and the deployment's ECR repository is that
+registry with no fixed worker image, so ``Plan`` builds (or finds) the image of the
+caller's environment. ``down`` stops both by pid as well.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -53,12 +61,20 @@ class CloudState:
     region: str = "us-east-1"
     started_at: float = field(default_factory=time.time)
     config: dict[str, Any] = field(default_factory=dict)
+    #: Container mode: ``root``, ``engine`` and ``registry`` (process records),
+    #: ``docker_host``, ``registry_address``, ``base_image``; empty otherwise.
+    containers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
-        return cloud_env(
+        env = cloud_env(
             self.localstack["port"], self.runner["port"], self.region, self.deployment
         )
+        if self.containers:
+            # Image builds use the private engine and the stand-in base image.
+            env["DOCKER_HOST"] = self.containers["docker_host"]
+            env["STARBURST_BASE_IMAGE"] = self.containers["base_image"]
+        return env
 
     @property
     def runner_url(self) -> str:
@@ -121,7 +137,77 @@ def _write_state(state: CloudState) -> None:
 
 
 def is_running(state: CloudState | None) -> bool:
-    return bool(state) and procs.alive(state.localstack) and procs.alive(state.runner)
+    if not state or not (procs.alive(state.localstack) and procs.alive(state.runner)):
+        return False
+    c = state.containers
+    return not c or (procs.alive(c["engine"]) and procs.alive(c["registry"]))
+
+
+# -- container mode ---------------------------------------------------------------------
+def start_containers() -> dict[str, Any]:
+    """Start a private Docker engine and registry and push the stand-in base image."""
+    from .containers import (
+        BASE_PYTHON,
+        DockerEngine,
+        LocalRegistry,
+        missing_tools,
+        push_base_image,
+    )
+
+    missing = missing_tools()
+    if missing:
+        raise LocalCloudError(
+            f"container mode needs {', '.join(missing)}, not installed: install "
+            "them from Debian's packages with `sudo scripts/install-container-tools.sh`, "
+            "or start the local cloud without --containers"
+        )
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if python != BASE_PYTHON:
+        raise LocalCloudError(
+            f"container mode's base image has Debian 12's Python {BASE_PYTHON}, and "
+            f"this is Python {python}: a worker refuses functions pickled by another "
+            f"minor version. Run starburst-cli from a Python {BASE_PYTHON} "
+            "environment, or start the local cloud without --containers"
+        )
+    # A short path: dockerd's unix socket lives here (at most 107 bytes).
+    root = Path(tempfile.mkdtemp(prefix="sb-ctr-"))
+    engine = DockerEngine(root / "engine")
+    registry = LocalRegistry(root / "registry")
+    try:
+        engine.start()
+        registry.start()
+        base = push_base_image(engine, registry)
+    except Exception:
+        stop_containers(
+            {"root": str(root), "engine": engine.proc, "registry": registry.proc}
+        )
+        raise
+    return {
+        "root": str(root),
+        "engine": engine.proc,
+        "registry": registry.proc,
+        "docker_host": engine.host,
+        "registry_address": registry.address,
+        "base_image": base,
+    }
+
+
+def stop_containers(record: dict[str, Any]) -> bool:
+    """Stop the registry and the engine of ``record`` by pid; remove their dir."""
+    from .containers import DockerEngine, LocalRegistry
+
+    if not record:
+        return False
+    root = Path(record["root"])
+    registry = LocalRegistry(root / "registry")
+    registry.proc = record.get("registry")
+    engine = DockerEngine(root / "engine")
+    engine.proc = record.get("engine")
+    ran = procs.alive(engine.proc) or procs.alive(registry.proc)
+    registry.stop()
+    engine.stop()  # its containers stop with it; its mounts are undone
+    shutil.rmtree(root, ignore_errors=True)
+    return ran
 
 
 # -- the runner process -----------------------------------------------------------------
@@ -194,49 +280,69 @@ def up(
     cold_start: float = 0.0,
     stop_grace: float = 10.0,
     provision: bool = True,
-    docker_host: str | None = None,
-    registry: str | None = None,
+    containers: bool = False,
 ) -> CloudState:
     """Start LocalStack and the runner (port 0 = a free one) and provision ``deployment``.
 
     If this state dir's cloud already runs, it is only re-provisioned. With
-    ``docker_host`` the runner starts in container mode; with ``registry``
-    (``127.0.0.1:port``) the deployment's ECR repository is that registry's, and
-    its ``worker_image`` is left empty so that ``Plan`` builds (or finds) the image.
+    ``containers`` the runner runs tasks in containers of their image (see the
+    module's docstring); the deployment's ``worker_image`` is then left empty
+    so that ``Plan`` builds (or finds) the image of the caller's environment.
     """
     sdir = resolve_state_dir(state_dir)
     sdir.mkdir(parents=True, exist_ok=True)
     state = read_state(sdir)
-    if state and is_running(state):
+    started_here = not (state and is_running(state))
+    if not started_here:
+        if containers and not state.containers:
+            raise LocalCloudError(
+                f"the local cloud in {sdir} already runs without containers; stop it "
+                "with `starburst-cli local down`, then start it with --containers"
+            )
         log.info("the local cloud in %s already runs; re-provisioning", sdir)
     else:
         if state:
             down(sdir)
-        state = _start(
-            sdir,
-            ls_port or procs.free_port(),
-            runner_port or procs.free_port(),
-            deployment,
-            region,
-            dict(
-                quota_on_demand=quota_on_demand,
-                quota_spot=quota_spot,
-                cold_start=cold_start,
-                stop_grace=stop_grace,
-            ),
-            docker_host=docker_host or "",
-        )
+        ctr = start_containers() if containers else {}
+        try:
+            state = _start(
+                sdir,
+                ls_port or procs.free_port(),
+                runner_port or procs.free_port(),
+                deployment,
+                region,
+                dict(
+                    quota_on_demand=quota_on_demand,
+                    quota_spot=quota_spot,
+                    cold_start=cold_start,
+                    stop_grace=stop_grace,
+                ),
+                containers=ctr,
+            )
+        except BaseException:
+            stop_containers(ctr)
+            raise
     if provision:
         from .provision import provision as apply_terraform
 
-        state.config = apply_terraform(
-            state.env,
-            deployment,
-            sdir / "terraform",
-            variables={"worker_image": LOCAL_WORKER_IMAGE},
-        )
-        if registry:
-            state.config = use_registry(state.env, state.config, registry, deployment)
+        try:
+            state.config = apply_terraform(
+                state.env,
+                deployment,
+                sdir / "terraform",
+                variables={"worker_image": LOCAL_WORKER_IMAGE},
+            )
+            if state.containers:
+                state.config = use_registry(
+                    state.env,
+                    state.config,
+                    state.containers["registry_address"],
+                    deployment,
+                )
+        except BaseException:
+            if started_here:  # a cloud with no deployment is of no use: stop it
+                down(sdir)
+            raise
         _write_state(state)
     return state
 
@@ -284,7 +390,7 @@ def _start(
     deployment: str,
     region: str,
     runner_opts: dict[str, float],
-    docker_host: str = "",
+    containers: dict[str, Any],
 ) -> CloudState:
     if ls_port == runner_port:
         raise LocalCloudError(f"LocalStack and the runner cannot share port {ls_port}")
@@ -295,6 +401,7 @@ def _start(
         runner={},
         deployment=deployment,
         region=region,
+        containers=containers,
     )
     _write_state(state)
     try:
@@ -302,7 +409,7 @@ def _start(
             runner_port,
             sdir,
             cloud_env(ls_port, runner_port, region, deployment),
-            docker_host=docker_host,
+            docker_host=containers.get("docker_host", ""),
             **runner_opts,
         )
         state.runner["stop_grace"] = runner_opts["stop_grace"]
@@ -325,6 +432,7 @@ def down(state_dir: str | os.PathLike[str] | None = None) -> bool:
         return False
     ran = stop_runner(state.runner, state.runner.get("stop_grace", 10.0))
     ran = stop_localstack(state.localstack) or ran
+    ran = stop_containers(state.containers) or ran
     shutil.rmtree(sdir / "runner", ignore_errors=True)
     # LocalStack and moto keep nothing across a restart, so neither may the
     # Terraform state that describes what they held.
@@ -356,6 +464,16 @@ def status(state_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     report["running"] = all(
         report[n]["alive"] and report[n]["healthy"] for n in ("localstack", "runner")
     )
+    if state.containers:
+        c = state.containers
+        report["containers"] = {
+            "docker_host": c["docker_host"],
+            "registry": c["registry_address"],
+            "base_image": c["base_image"],
+            "engine_alive": procs.alive(c["engine"]),
+            "registry_alive": procs.alive(c["registry"]),
+        }
+        report["running"] = report["running"] and is_running(state)
     return report
 
 
@@ -400,8 +518,7 @@ class LocalCloud:
         cold_start: float = 0.0,
         stop_grace: float = 10.0,
         provision: bool = True,
-        docker_host: str | None = None,
-        registry: str | None = None,
+        containers: bool = False,
     ) -> None:
         self.state_dir = resolve_state_dir(state_dir)
         self._opts = dict(
@@ -414,8 +531,7 @@ class LocalCloud:
             cold_start=cold_start,
             stop_grace=stop_grace,
             provision=provision,
-            docker_host=docker_host,
-            registry=registry,
+            containers=containers,
         )
         self.state: CloudState | None = None
 
