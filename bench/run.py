@@ -586,15 +586,21 @@ def report(
         "## 4. Scaling, no-op tasks on warm workers",
         "",
         "| tasks | wall s | tasks/s | wall vs smallest | client peak, MB "
-        "| bytes per task | client RSS growth, MB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| bytes per task | client RSS growth, MB | $ warm pool | $ fresh plan |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    from starburst_sdk import _cost
+
+    per_second = _cost.rate("us-east-1").per_second(1, 2)
     first = c["scaling"][0]
     for s in c["scaling"]:
+        warm = w * s["wall"] * per_second
+        fresh = w * _cost.billed_seconds(args.cold_start + s["wall"]) * per_second
         L.append(
             f"| {s['n']:,} | {s['wall']:.2f} | {s['n'] / s['wall']:,.0f} "
             f"| {s['wall'] / first['wall']:.1f}× | {s['peak_bytes'] / MB:.1f} "
-            f"| {s['peak_bytes'] / s['n']:,.0f} | {s['rss_growth'] / MB:.1f} |"
+            f"| {s['peak_bytes'] / s['n']:,.0f} | {s['rss_growth'] / MB:.1f} "
+            f"| {warm:.6f} | {fresh:.4f} |"
         )
     L += [
         "",
@@ -602,7 +608,12 @@ def report(
         "during the same map run a second time, untimed; it includes the "
         "caller's list of results. RSS growth: over the RSS just before the "
         "timed map, sampled every 5 ms (freed memory is reused, so it can read "
-        "low).",
+        f"low). Cost, modelled for {w} Fargate workers of 1 vCPU / 2 GB "
+        "(us-east-1 On-Demand): *warm pool* is what the work adds to workers "
+        f"already running ({w} × wall); *fresh plan* is a plan started for this "
+        f"work alone ({w} × the {args.cold_start:g} s cold start plus the wall, "
+        "each worker billed at least a minute), which stays at the one-minute "
+        "minimum until the work outgrows it.",
     ]
     return "\n".join(L) + "\n"
 
