@@ -575,10 +575,17 @@ def report(
         for case, err in peers[p].get("errors", {}).items():
             L.append(f"{p} failed the {case} case: `{err}`.")
     noop = sb["cases"]["no-op"]
+    overheads = [f"starburst {noop / sizes['no-op'] * 1e6:,.0f} µs"] + [
+        f"{p} {peers[p]['cases']['no-op'] / peers[p]['sizes']['no-op'] * 1e6:,.0f} µs"
+        for p in names[1:]
+        if "no-op" in peers[p].get("cases", {})
+    ]
     L += [
         "",
         f"{sizes['no-op']:,} no-op tasks end to end on warm workers: "
-        f"**{noop:.2f} s** (target ≤ 10 s on 2 cores).",
+        f"**{noop:.2f} s** (target ≤ 10 s on 2 cores). Per-task overhead (no-op "
+        "wall time over the number of tasks, "
+        f"{w} workers): " + "; ".join(overheads) + ".",
         "",
     ]
 
