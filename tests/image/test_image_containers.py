@@ -85,6 +85,18 @@ def _project(root: Path, pin: str) -> Path:
     return root
 
 
+def user_script_project(root: Path, pin: str = "24.2") -> Path:
+    """A user's project: a script, its helper module and the local package
+    ``mylib`` the helper imports (none installed), and a pinned ``packaging``."""
+    proj = _project(root, pin)
+    (proj / "helper.py").write_text(textwrap.dedent(HELPER))
+    (proj / "mylib").mkdir()
+    for name, text in MYLIB.items():
+        (proj / "mylib" / name).write_text(text)
+    (proj / "script.py").write_text(textwrap.dedent(SCRIPT))
+    return proj
+
+
 def _delete_tag(registry, repo: str, tag: str) -> None:
     """Remove ``tag`` from the registry (by its manifest digest), if it is there."""
     base = f"http://{registry.address}/v2/{repo}/manifests"
@@ -113,12 +125,7 @@ _SITES: dict[str, list[str]] = {}
 def test_user_script_with_helper_and_pinned_package_runs_in_container(
     containers, container_cloud, tmp_path, builder
 ):
-    proj = _project(tmp_path / "proj", "24.2")
-    (proj / "helper.py").write_text(textwrap.dedent(HELPER))
-    (proj / "mylib").mkdir()
-    for name, text in MYLIB.items():
-        (proj / "mylib" / name).write_text(text)
-    (proj / "script.py").write_text(textwrap.dedent(SCRIPT))
+    proj = user_script_project(tmp_path / "proj")
     repo = container_cloud["ecr_repository_url"].split("/", 1)[1]
     # Same inputs, same tag for both builders: drop the other builder's image first.
     from starburst_sdk._image import detect_environment, image_inputs

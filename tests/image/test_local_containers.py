@@ -9,14 +9,13 @@ import os
 import shlex
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import psutil
 import pytest
 
 from .conftest import require_container_tools
-from .test_image_containers import HELPER, MYLIB, SCRIPT
+from .test_image_containers import user_script_project
 
 pytestmark = [
     pytest.mark.container,
@@ -59,13 +58,7 @@ def test_local_up_containers_runs_a_user_script_in_its_image(tmp_path):
             env[key] = shlex.split(value)[0]
         assert env["DOCKER_HOST"] == ctr["docker_host"]
 
-        proj = tmp_path / "proj"
-        (proj / "mylib").mkdir(parents=True)
-        (proj / "requirements.txt").write_text("packaging==24.2\n")
-        (proj / "helper.py").write_text(textwrap.dedent(HELPER))
-        for name, text in MYLIB.items():
-            (proj / "mylib" / name).write_text(text)
-        (proj / "script.py").write_text(textwrap.dedent(SCRIPT))
+        proj = user_script_project(tmp_path / "proj")
         done = subprocess.run(
             [sys.executable, "script.py"],
             cwd=proj,
