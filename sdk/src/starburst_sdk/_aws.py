@@ -7,6 +7,7 @@ just another endpoint, and nothing here knows it exists.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -26,14 +27,17 @@ class Clients:
     """Lazily made, thread-safe boto3 clients sharing one session."""
 
     def __init__(self, region: str | None = None, session: boto3.Session | None = None):
+        # botocore reads AWS_DEFAULT_REGION and the profile, but not AWS_REGION,
+        # which the AWS CLI v2 and the other SDKs read first.
+        region = region or os.environ.get("AWS_REGION") or None
         self._session = session or boto3.Session(region_name=region)
         self.region = region or self._session.region_name
         if not self.region:
             from ._errors import ConfigError
 
             raise ConfigError(
-                "no AWS region: pass Plan(region=...) or set AWS_REGION / "
-                "AWS_DEFAULT_REGION (or `aws configure`)"
+                "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a region "
+                "in your AWS profile), or pass Plan(region=...)"
             )
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
