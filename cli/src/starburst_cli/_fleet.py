@@ -20,12 +20,16 @@ from typing import Any
 from starburst_sdk import _cost, _ecs
 from starburst_sdk._aws import Clients, error_code
 from starburst_sdk._config import DeploymentConfig, load_config
+from starburst_sdk._plan import HEARTBEAT_INTERVAL
 from starburst_sdk._session import Registry, registry_key, session_prefix
 
 #: Registry states after which a session's workers should all have stopped.
 ENDED = frozenset({"ended", "broken", "cancelled"})
 SESSION_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]+$")
 LIVE = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING")
+#: A running session whose client has not written session.json for this long
+#: (five of the SDK's heartbeats) has lost its client.
+CLIENT_STALE = 5 * HEARTBEAT_INTERVAL
 
 
 @dataclass
@@ -82,7 +86,36 @@ class Session:
 
     @property
     def state(self) -> str:
-        return self.registry.state if self.registry else "unknown"
+        """The registry's state; ``abandoned`` for a ``running`` session whose
+        client has gone (no heartbeat) and whose workers have all stopped:
+        ``Plan.attach`` collects its results, ``cleanup`` removes it."""
+        if self.registry is None:
+            return "unknown"
+        state = self.registry.state
+        if state == "running" and not self.client_alive and not self.live_tasks:
+            return "abandoned"
+        return state
+
+    @property
+    def client_alive(self) -> bool:
+        """A client is attached and wrote its heartbeat recently."""
+        reg = self.registry
+        if reg is None or reg.state != "running":
+            return False
+        last = reg.updated if reg.updated is not None else reg.created
+        return last > time.time() - CLIENT_STALE
+
+    @property
+    def in_use(self) -> bool:
+        """A live client, or live workers of a session that has not ended:
+        ``cleanup`` leaves it alone whatever its age."""
+        if self.client_alive:
+            return True
+        return (
+            self.registry is not None
+            and bool(self.live_tasks)
+            and self.state not in ENDED
+        )
 
     @property
     def created(self) -> float | None:

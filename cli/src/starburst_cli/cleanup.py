@@ -1,8 +1,10 @@
 """``starburst-cli cleanup``: remove what finished sessions left behind.
 
-A session is *active* while ECS runs workers for it, or while its registry
-says it is still going and it is younger than the cutoff. Everything else is
-fair game, in this order:
+A session is *in use* while its client is attached (its session.json heartbeat
+is fresh) or ECS runs workers for it and it has not ended: cleanup never
+touches it, whatever ``--older-than`` says. A session whose registry says it
+is still going is also left alone while it is younger than the cutoff.
+Everything else is fair game, in this order:
 
 1. workers (ECS tasks) of sessions that ended, have no registry, or are older
    than the cutoff: StopTask;
@@ -85,6 +87,8 @@ def _plan(fleet: Fleet, cutoff: float, keep_images: int) -> list[Action]:
 
 
 def _orphan_reason(session: Session, cutoff: float) -> str | None:
+    if session.in_use:
+        return None
     if session.registry is None:
         # The SDK writes session.json right after creating the queues: give a
         # session that is being opened now a grace period.

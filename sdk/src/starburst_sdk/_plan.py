@@ -90,6 +90,9 @@ VISIBILITY = 60  # seconds; the worker's heartbeat extends it while a task runs
 TICK = 0.05
 MONITOR_INTERVAL = 1.0
 CHECKPOINT_INTERVAL = 5.0
+#: An attached client rewrites session.json at least this often, so that the
+#: CLI can tell a live session from one whose client went away.
+HEARTBEAT_INTERVAL = 60.0
 DLQ_INTERVAL = 3.0
 LIST_INTERVAL = 5.0  # the results listing backs up the done queue
 STOP_LATENCY = 2.0  # seconds from StopTask until a worker stops billing, about
@@ -890,7 +893,10 @@ class Plan(Executor):
                         self._check_budget()
                         self._check_missing()
                         last_monitor = now
-                    if self._dirty and now - last_checkpoint >= CHECKPOINT_INTERVAL:
+                    since = now - last_checkpoint
+                    if (self._dirty and since >= CHECKPOINT_INTERVAL) or (
+                        since >= HEARTBEAT_INTERVAL
+                    ):
                         self._checkpoint()
                         last_checkpoint = now
                 except Exception as exc:

@@ -215,6 +215,8 @@ class Registry:
     task_ids: list[str] = field(default_factory=list)
     task_sizes: list[int] = field(default_factory=list)
     state: str = "running"
+    #: When a client last wrote session.json (its heartbeat); None if unknown.
+    updated: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_worker(self, record: WorkerRecord) -> None:
@@ -250,6 +252,7 @@ class Registry:
         doc = json.loads(data)
         reg = cls(doc["session_id"], doc["deployment"], doc["created"], doc["settings"])
         reg.state = doc.get("state", "unknown")
+        reg.updated = doc.get("updated")
         for t, n in doc.get("tasks", []):
             reg.task_ids.append(t)
             reg.task_sizes.append(n)
