@@ -99,7 +99,31 @@ def test_logs_show_the_workers_task_lines(cloud, finished):
     assert re.search(r"task \d{8} attempt 1: [1-6] item\(s\), 0 failed", result.stdout)
     one = cli("logs", sid, "--task", "3", "--json")
     events = [json.loads(line) for line in one.stdout.splitlines()]
-    assert events and all("task 00000003 " in e["message"] for e in events)
+    summaries = [e for e in events if re.match(r"task \d{8} attempt", e["message"])]
+    assert [e["message"][:14] for e in summaries] == ["task 00000003 "]
+    assert cli("logs", sid, "--task", "three").exit_code == 2
+
+
+def shout(x):
+    print(f"shouting {x}", flush=True)
+    return x
+
+
+def test_logs_of_one_task_show_what_it_printed(cloud):
+    with Plan(workers=1, idle_timeout=3, **SMALL) as plan:
+        assert list(plan.map(shout, range(4), chunksize=1)) == [0, 1, 2, 3]
+    sid, task_ids = plan.session_id, plan.registry.task_ids
+    deadline = time.monotonic() + 20
+    while True:  # the worker ships its lines about once a second
+        result = cli("logs", sid, "--task", task_ids[2])
+        if result.exit_code == 0:
+            break
+        assert time.monotonic() < deadline, result.output
+        time.sleep(1)
+    lines = result.stdout.splitlines()
+    assert any(line.endswith("shouting 2") for line in lines), lines
+    assert not any("shouting 1" in line or "shouting 3" in line for line in lines)
+    assert f"task {task_ids[2]} attempt 1: 1 item(s), 0 failed" in result.stdout
 
 
 def test_unknown_session_exits_3(cloud, finished):
@@ -272,3 +296,55 @@ def test_quota_shows_limits_and_files_a_request(cloud):
     twice = cli("quota", "--request", 256, "--spot")
     assert twice.exit_code == 1
     assert "already open" in twice.stderr
+
+
+def slow_square(x):
+    time.sleep(0.5)
+    return x * x
+
+
+def _fake_registry(cfg, sid, state, created, updated):
+    boto3.client("s3").put_object(
+        Bucket=cfg["bucket"],
+        Key=f"{cfg['prefix']}sessions/{sid}/session.json",
+        Body=json.dumps(
+            {
+                "session_id": sid,
+                "deployment": "default",
+                "created": created,
+                "updated": updated,
+                "state": state,
+                "settings": {},
+                "workers": [],
+                "tasks": [],
+            }
+        ),
+    )
+
+
+def test_cleanup_with_no_age_cutoff_spares_a_running_session(cloud):
+    cfg = cloud.config
+    # A client that crashed an hour ago: its session.json says "running", its
+    # heartbeat is stale and no worker runs: it is abandoned.
+    gone = "20261201-000000-abad0e"
+    an_hour_ago = time.time() - 3600
+    _fake_registry(cfg, gone, "running", an_hour_ago, an_hour_ago)
+    with Plan(workers=2, idle_timeout=10, **SMALL) as plan:
+        futures = [plan.submit(slow_square, i) for i in range(12)]
+        assert futures[0].result(timeout=120) == 0
+        listed = {
+            s["session_id"]: s
+            for s in json.loads(cli("sessions", "--json").stdout)["sessions"]
+        }
+        assert listed[gone]["state"] == "abandoned"
+        assert listed[plan.session_id]["state"] == "running"
+        result = cli("cleanup", "--older-than", "0", "--json")
+        assert result.exit_code == 0, result.output
+        touched = [a["target"] for a in json.loads(result.stdout)["actions"]]
+        assert gone in touched
+        assert not [t for t in touched if plan.session_id in t]
+        assert [f.result(timeout=120) for f in futures] == [i * i for i in range(12)]
+    left = boto3.client("s3").list_objects_v2(
+        Bucket=cfg["bucket"], Prefix=f"{cfg['prefix']}sessions/{gone}/"
+    )
+    assert left.get("KeyCount", 0) == 0

@@ -8,6 +8,7 @@ deployment's ECS cluster. Exit codes: 0 ok, 1 an error, 3 nothing found.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict
 from datetime import datetime
@@ -202,16 +203,27 @@ def _session_doc(fleet: Fleet, session: Session) -> dict[str, Any]:
         return doc
     if any(w.alive for w in reg.all()):
         fleet.refresh(reg)
-    report = fleet.cost(reg)
+    report, why = _try_cost(fleet, reg)
     doc.update(
         tasks=len(reg.task_ids),
         items=sum(reg.task_sizes),
         results=fleet.count_results(session.session_id),
         workers=len(reg.workers),
-        cost=report.total,
-        estimated=report.estimated,
+        cost=report.total if report else None,
+        estimated=report.estimated if report else None,
     )
+    if why:
+        doc["cost_unknown"] = why
     return doc
+
+
+def _try_cost(fleet: Fleet, registry: Registry) -> tuple[Any, str | None]:
+    """The session's cost report, or None and why it cannot be priced (a
+    region the price table lacks), so one such session does not stop a list."""
+    try:
+        return fleet.cost(registry), None
+    except (ValueError, KeyError) as exc:
+        return None, str(exc)
 
 
 @out.errors()
@@ -250,7 +262,7 @@ def sessions(
                     _n(d["results"]),
                     _n(d["workers"]),
                     d["live_workers"],
-                    "-"
+                    ("unknown" if d.get("cost_unknown") else "-")
                     if d["cost"] is None
                     else out.dollars(d["cost"]) + ("*" if d["estimated"] else ""),
                 )
@@ -327,21 +339,23 @@ def cost(
             continue
         if any(w.alive for w in registry.all()):
             fleet.refresh(registry)
-        report = fleet.cost(registry)
-        docs.append(
-            {
-                "session_id": sid,
-                "state": registry.state,
-                "workers": len(registry.workers),
-                "total": report.total,
-                "estimated": report.estimated,
-            }
-        )
-    if not docs:
-        raise out.not_found(f"no sessions in deployment {deployment!r}")
-    total = sum(d["total"] for d in docs)
+        report, why = _try_cost(fleet, registry)
+        doc = {
+            "session_id": sid,
+            "state": registry.state,
+            "workers": len(registry.workers),
+            "total": report.total if report else None,
+            "estimated": report.estimated if report else None,
+        }
+        if why:
+            doc["cost_unknown"] = why
+        docs.append(doc)
+    total = sum(d["total"] or 0.0 for d in docs)
     if as_json:
         out.print_json({"deployment": deployment, "sessions": docs, "total": total})
+    if not docs:
+        raise out.not_found(f"no sessions in deployment {deployment!r}")
+    if as_json:
         return
     out.table(
         ("session", "state", "workers", "cost"),
@@ -350,7 +364,10 @@ def cost(
                 d["session_id"],
                 d["state"],
                 d["workers"],
-                out.dollars(d["total"]) + (" (estimated)" if d["estimated"] else ""),
+                "unknown (no price for its region)"
+                if d["total"] is None
+                else out.dollars(d["total"])
+                + (" (estimated)" if d["estimated"] else ""),
             )
             for d in docs
         ],
@@ -401,23 +418,49 @@ class _Stream:
             self.token = token
 
 
-def _streams(registry: Registry, task: str | None) -> dict[str, _Stream]:
+def _streams(registry: Registry, worker: str | None) -> dict[str, _Stream]:
     workers = registry.all()
-    if task:
-        chosen = [w for w in workers if w.task_id.startswith(task) or w.arn == task]
-        workers = chosen or workers  # otherwise ``task`` names a starburst task
+    if worker:
+        workers = [
+            w for w in workers if w.task_id.startswith(worker) or w.arn == worker
+        ]
     return {
         w.task_id: _Stream(w.task_id, f"starburst/worker/{w.task_id}") for w in workers
     }
 
 
-def _line_filter(registry: Registry, task: str | None) -> str | None:
-    """A starburst task id to filter lines by, when ``--task`` is not a worker."""
-    if not task or any(
-        w.task_id.startswith(task) or w.arn == task for w in registry.all()
-    ):
-        return None
-    return f"task {int(task):08d} " if task.isdigit() else f"task {task} "
+#: The line a worker ends each task with (see starburst_worker.worker).
+_TASK_LINE = re.compile(r"task (\d{8}) attempt \d+: ")
+
+
+def _task_id(value: str) -> str:
+    if not value.isdigit():
+        raise typer.BadParameter(
+            f"{value!r} is not a starburst task id: give its number, e.g. 7 or "
+            "00000007 (the ids are in `starburst-cli logs SESSION`); "
+            "use --worker for an ECS task id",
+            param_hint="--task",
+        )
+    return f"{int(value):08d}"
+
+
+def _task_lines(events: list[dict[str, Any]], task_id: str) -> list[dict[str, Any]]:
+    """The lines of each worker that ran ``task_id`` (one per attempt): what
+    it printed after its previous task's line, up to this task's own."""
+    chosen: list[dict[str, Any]] = []
+    by_worker: dict[str, list[dict[str, Any]]] = {}
+    for e in sorted(events, key=lambda e: e["timestamp"]):
+        by_worker.setdefault(e["worker"], []).append(e)
+    for lines in by_worker.values():
+        block: list[dict[str, Any]] = []
+        for e in lines:
+            block.append(e)
+            m = _TASK_LINE.match(e["message"])
+            if m:
+                if m.group(1) == task_id:
+                    chosen.extend(block)
+                block = []
+    return chosen
 
 
 def _show(events: list[dict[str, Any]], as_json: bool, needle: str | None) -> int:
@@ -440,8 +483,14 @@ def logs(
     task: Annotated[
         str | None,
         typer.Option(
-            "--task", help="one worker (ECS task id) or one starburst task id"
+            "--task",
+            help="only one starburst task (a number, e.g. 7): the worker's "
+            "lines while it ran, up to its summary line",
         ),
+    ] = None,
+    worker: Annotated[
+        str | None,
+        typer.Option("--worker", help="only one worker: its ECS task id or ARN"),
     ] = None,
     follow: Annotated[
         bool,
@@ -449,36 +498,49 @@ def logs(
             "--follow", "-f", help="keep polling until the workers stop or Ctrl-C"
         ),
     ] = False,
-    interval: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="seconds between polls")
+    ] = 2.0,
     deployment: out.Deployment = "default",
     as_json: Annotated[
         bool, typer.Option("--json", help="print one JSON object per line")
     ] = False,
 ) -> None:
-    """Print the workers' logs of a session from CloudWatch Logs, oldest first."""
+    """Print the workers' logs of a session from CloudWatch Logs, oldest first.
+
+    With ``--follow``, ``--task`` keeps only the task's summary lines.
+    """
+    task_id = _task_id(task) if task else None
     fleet = _fleet(deployment)
     registry = _session(fleet, session)
     group = fleet.config.log_group
     cw = fleet.clients.logs
-    needle = _line_filter(registry, task)
-    streams = _streams(registry, task)
-    shown = _show(
-        [e for s in streams.values() for e in s.read(cw, group)], as_json, needle
-    )
+    if worker and not _streams(registry, worker):
+        raise out.not_found(
+            f"session {session} has no worker {worker!r}; its workers are: "
+            + (", ".join(w.task_id for w in registry.all()) or "none yet")
+        )
+    needle = f"task {task_id} attempt " if task_id else None
+    streams = _streams(registry, worker)
+    events = [e for s in streams.values() for e in s.read(cw, group)]
     if not follow:
-        if not shown:
+        if task_id:
+            events, needle = _task_lines(events, task_id), None
+        if not _show(events, as_json, needle):
             raise out.not_found(
                 f"no log lines for session {session} in {group}"
-                + (f" matching --task {task}" if task else "")
+                + (f" of task {task_id}" if task_id else "")
+                + (f" of worker {worker}" if worker else "")
                 + "; workers ship their output about once a second after they start"
             )
         return
+    _show(events, as_json, needle)
     try:
         while True:
             time.sleep(interval)
             fresh = fleet.registry(session) or registry
             fleet.refresh(fresh)
-            for sid, stream in _streams(fresh, task).items():
+            for sid, stream in _streams(fresh, worker).items():
                 streams.setdefault(sid, stream)
             _show(
                 [e for s in streams.values() for e in s.read(cw, group)],

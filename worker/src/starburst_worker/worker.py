@@ -325,7 +325,7 @@ class Worker:
             self._release(held)
             return None
 
-    def _execute(self, held: Held, data: bytes) -> tuple[Held, bytes, str] | None:
+    def _execute(self, held: Held, data: bytes) -> tuple[Held, bytes] | None:
         started = time.time()
         outcomes = self._run_task(data)
         finished = time.time()
@@ -340,11 +340,16 @@ class Worker:
             worker=self.worker_arn,
         )
         n_failed = sum(1 for o in outcomes if not o.ok)
-        summary = (
+        # Printed here, by the thread that ran the items, so that the lines a
+        # task printed come after the previous task's line and before its own
+        # (`starburst-cli logs --task` relies on it); a failed upload is logged
+        # after it.
+        print(
             f"task {held.task_id} attempt {held.attempt}: {len(outcomes)} "
-            f"item(s), {n_failed} failed, {finished - started:.3f} s"
+            f"item(s), {n_failed} failed, {finished - started:.3f} s",
+            flush=True,
         )
-        return held, body, summary
+        return held, body
 
     def _upload_loop(self) -> None:
         while True:
@@ -353,7 +358,7 @@ class Worker:
                 return
             self._upload(*job)
 
-    def _upload(self, held: Held, body: bytes, summary: str) -> None:
+    def _upload(self, held: Held, body: bytes) -> None:
         try:
             self.s3.put_object(
                 Bucket=self.s.bucket,
@@ -375,7 +380,6 @@ class Worker:
         with self._held_lock:
             self._held.pop(held.receipt, None)
         self.tasks_done += 1
-        print(summary, flush=True)
 
     def _announce(self, task_id: str) -> None:
         """Tell the client a result is there; it also lists now and then, so a
