@@ -128,34 +128,46 @@ class Puppet:
     @staticmethod
     def hold(task: Any, timeout: float = 30) -> dict[str, Any]:
         """Receive one task id as a worker would, and write the worker's claim."""
+        return Puppet.hold_many(task, 1, timeout)[0]
+
+    @staticmethod
+    def hold_many(task: Any, n: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """Receive ``n`` task ids as a worker would: the first one running, the
+        others fetched ahead; the claim lists them all."""
         s = settings_of(task)
         sqs = boto3.client("sqs", region_name=REGION)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        held: list[dict[str, Any]] = []
+        while len(held) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(held)} of {n} messages to hold")
             messages = sqs.receive_message(
                 QueueUrl=s.queue_url,
                 MaxNumberOfMessages=1,
                 VisibilityTimeout=60,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             ).get("Messages", [])
-            if messages:
-                m = messages[0]
-                held = {
+            if not messages:
+                time.sleep(0.05)
+                continue
+            m = messages[0]
+            held.append(
+                {
                     "task_id": m["Body"],
                     "receipt": m["ReceiptHandle"],
                     "attempt": int(m["Attributes"]["ApproximateReceiveCount"]),
+                    "running": not held,
                 }
-                worker_id = task.task_arn.rsplit("/", 1)[-1]
-                boto3.client("s3", region_name=REGION).put_object(
-                    Bucket=s.bucket,
-                    Key=claim_key(s.prefix, s.session, worker_id),
-                    Body=json.dumps(
-                        {"worker": task.task_arn, "at": time.time(), "held": [held]}
-                    ).encode(),
-                )
-                return held
-            time.sleep(0.05)
-        raise TimeoutError("no message to hold")
+            )
+            worker_id = task.task_arn.rsplit("/", 1)[-1]
+            boto3.client("s3", region_name=REGION).put_object(
+                Bucket=s.bucket,
+                Key=claim_key(s.prefix, s.session, worker_id),
+                Body=json.dumps(
+                    {"worker": task.task_arn, "at": time.time(), "held": held}
+                ).encode(),
+            )
+        return held
 
     @staticmethod
     def run_worker(task: Any) -> int:

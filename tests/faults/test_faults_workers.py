@@ -85,6 +85,27 @@ def test_worker_out_of_memory_is_retried_then_succeeds(puppet_cloud):
     assert envelope.unpack(data, "result")["attempt"] == 2
 
 
+def test_worker_lost_charges_an_attempt_only_to_the_task_it_ran(puppet_cloud):
+    _, fargate = puppet_cloud
+
+    def first_dies_running_one_holding_two(p, task):
+        if len(p.seen) == 1:
+            p.hold_many(task, 2)  # ran the first, had fetched the second
+            Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
+        else:
+            Puppet.run_worker(task)
+
+    puppet = Puppet(fargate, first_dies_running_one_holding_two)
+    try:
+        with Plan(workers=1, chunksize=1, max_attempts=1, idle_timeout=1) as plan:
+            ran, fetched = plan.submit(square, 2), plan.submit(square, 3)
+            assert isinstance(ran.exception(timeout=60), WorkerLostError)
+            assert fetched.result(timeout=60) == 9
+    finally:
+        puppet.close()
+    assert not puppet.errors
+
+
 def test_worker_out_of_memory_every_attempt_names_the_memory_setting(puppet_cloud):
     _, fargate = puppet_cloud
 
@@ -138,3 +159,20 @@ def test_result_missing_after_clean_stop_fails_naming_task_and_key(
     key = result_key(plan.config.prefix, plan.session_id, "00000001")
     assert "task 00000001" in str(exc) and key in str(exc)
     assert waited < 20
+
+
+def test_stop_description_says_memory_only_when_ecs_does():
+    from starburst_sdk._plan import _stop_description
+    from starburst_sdk._session import WorkerRecord
+
+    def stopped(**kw):
+        return WorkerRecord("arn:aws:ecs:t/c/w1", 0.0, 1, status="STOPPED", **kw)
+
+    killed = _stop_description(
+        stopped(exit_code=137, stop_code="EssentialContainerExited"), 2048
+    )
+    assert "SIGKILL" in killed and "memory=" not in killed
+    oom = _stop_description(stopped(exit_code=137, reason=OOM_REASON), 2048)
+    assert "memory=2048 MiB" in oom
+    spot = _stop_description(stopped(exit_code=137, stop_code="SpotInterruption"), 2048)
+    assert "Spot" in spot and "memory=" not in spot

@@ -117,6 +117,10 @@ _HINTS = {
         "Plan(memory=...) with the next Fargate size up"
     ),
     "SpotInterruption": "AWS reclaimed the Spot capacity",
+    "SIGKILL": (
+        "the worker was killed with SIGKILL: by a stop it did not finish within "
+        "its grace period, or from outside; ECS names no memory shortage"
+    ),
 }
 
 
@@ -443,6 +447,7 @@ class Plan(Executor):
         self._closed = threading.Event()
         self._dirty = False
         self._missing: dict[str, float] = {}  # announced, but no result object yet
+        self._lost_runs: dict[str, int] = {}  # task id -> runs lost with a worker
         self._unsent: list[_Task] = []  # in _inflight, but their send failed
         self._refresh_lock = threading.Lock()
         self._refreshed_at = -math.inf
@@ -926,7 +931,7 @@ class Plan(Executor):
             self._queues = SessionQueues.create(
                 c.sqs,
                 name,
-                max_attempts=s.max_attempts,
+                max_receives=dlq_receives(s.max_attempts),
                 visibility=VISIBILITY,
                 tags=tags,
             )
@@ -1407,10 +1412,15 @@ class Plan(Executor):
             task = self._inflight.get(task_id)
         if task is None or self._result_exists(task_id):
             return
-        attempt = int(held.get("attempt", 1))
+        # Only a run counts as an attempt: a worker that dies while running one
+        # task also held the next one it had fetched ahead, which never ran.
+        # (A claim from before ``running`` existed counts every held task.)
+        with self._lock:
+            runs = self._lost_runs.get(task_id, 0) + bool(held.get("running", True))
+            self._lost_runs[task_id] = runs
         assert self._queues is not None
         sqs = self._clients.sqs
-        if attempt >= self._settings.max_attempts:
+        if runs >= self._settings.max_attempts:
             try:
                 sqs.delete_message(
                     QueueUrl=self._queues.url, ReceiptHandle=held["receipt"]
@@ -1420,9 +1430,9 @@ class Plan(Executor):
             self._fail_task(
                 task_id,
                 WorkerLostError(
-                    f"task {task_id} was lost {attempt} time(s), the limit "
-                    f"(max_attempts={self._settings.max_attempts}); last worker "
-                    f"{worker.task_id} stopped: {reason}"
+                    f"task {task_id} was lost {runs} time(s) while running, the "
+                    f"limit (max_attempts={self._settings.max_attempts}); last "
+                    f"worker {worker.task_id} stopped: {reason}"
                 ),
             )
         else:
@@ -1432,7 +1442,12 @@ class Plan(Executor):
                     ReceiptHandle=held["receipt"],
                     VisibilityTimeout=0,
                 )
-                log.info("task %s released for attempt %d", task_id, attempt + 1)
+                log.info(
+                    "task %s released for another worker (%d of %d attempts lost)",
+                    task_id,
+                    runs,
+                    self._settings.max_attempts,
+                )
             except Exception as exc:
                 log.debug("could not release task %s: %s", task_id, exc)
 
@@ -1876,8 +1891,9 @@ class Plan(Executor):
                 self._fail_task(
                     task_id,
                     WorkerLostError(
-                        f"task {task_id} was received {self._settings.max_attempts} time(s) "
-                        "(max_attempts) without producing a result"
+                        f"task {task_id} was received {dlq_receives(self._settings.max_attempts)} "
+                        f"time(s) without producing a result (max_attempts="
+                        f"{self._settings.max_attempts})"
                         + (f"; the last worker stop: {reason}" if reason else "")
                     ),
                 )
@@ -2078,6 +2094,17 @@ def _launch_hint(kinds: set[str]) -> str:
     return "Check the deployment's task definition, subnets and security groups"
 
 
+def dlq_receives(max_attempts: int) -> int:
+    """The receives after which SQS moves a task to the dead-letter queue.
+
+    Twice ``max_attempts``: a worker fetches its next task ahead, so a task
+    can be received by workers that die without running it. While a client
+    is attached it counts the runs lost (``_recover``) and fails a task at
+    ``max_attempts``; the dead-letter queue is the limit when none is.
+    """
+    return 2 * max_attempts
+
+
 def _stop_description(worker: WorkerRecord, memory_mib: int | None = None) -> str:
     parts = [p for p in (worker.stop_code, worker.reason) if p]
     if worker.exit_code not in (None, 0):
@@ -2085,13 +2112,15 @@ def _stop_description(worker: WorkerRecord, memory_mib: int | None = None) -> st
     text = ", ".join(parts) or "no reason given"
     if worker.stop_code == "TaskFailedToStart":
         text += f" ({_HINTS['TaskFailedToStart']})"
-    elif worker.exit_code == 137 or "OutOfMemory" in (worker.reason or ""):
+    elif "OutOfMemory" in (worker.reason or ""):
         hint = _HINTS["OutOfMemory"]
         if memory_mib:
             hint = hint.replace("memory;", f"memory (memory={memory_mib} MiB);")
         text += f" ({hint})"
     elif worker.stop_code == "SpotInterruption":
         text += f" ({_HINTS['SpotInterruption']})"
+    elif worker.exit_code == 137:
+        text += f" ({_HINTS['SIGKILL']})"
     return text
 
 

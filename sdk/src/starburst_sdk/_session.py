@@ -67,11 +67,12 @@ class SessionQueues:
         sqs: Any,
         name: str,
         *,
-        max_attempts: int,
+        max_receives: int,
         visibility: int,
         tags: dict[str, str],
     ) -> SessionQueues:
-        """Create the three queues (idempotent)."""
+        """Create the three queues (idempotent); a task message received
+        ``max_receives`` times moves to the dead-letter queue."""
         retention = {"MessageRetentionPeriod": str(4 * 24 * 3600)}
         dlq_url = sqs.create_queue(
             QueueName=f"{name}-dlq", Attributes=retention, tags=tags
@@ -90,7 +91,7 @@ class SessionQueues:
                 "RedrivePolicy": json.dumps(
                     {
                         "deadLetterTargetArn": dlq_arn,
-                        "maxReceiveCount": str(max_attempts),
+                        "maxReceiveCount": str(max_receives),
                     }
                 ),
             },
