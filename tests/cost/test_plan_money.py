@@ -2,6 +2,7 @@
 max_cost, detach and attach, and cost() against session.json."""
 
 import json
+import time
 
 import boto3
 import pytest
@@ -55,15 +56,33 @@ def test_plan_spot_and_arm_reach_ecs_and_the_registry(fake):
     assert plan.registry.all()[0].capacity_provider == "FARGATE_SPOT"
 
 
-def test_plan_budget_below_one_worker_minute_launches_nothing(fake):
-    with Plan(workers=2, idle_timeout=2, max_cost=0.0001) as plan:
-        fs = [plan.submit(square, i) for i in range(3)]
-        for f in fs:
-            with pytest.raises(BudgetExceededError, match="max_cost"):
-                f.result(timeout=60)
-        with pytest.raises(BudgetExceededError):
-            plan.submit(square, 1)
-    assert plan.registry.all() == []
+def test_plan_budget_below_one_worker_minute_is_refused(fake):
+    minute = 60 * _cost.rate("us-east-1").per_second(1, 2)
+    with pytest.raises(ValueError, match=r"one-minute minimum \(\$0\.000"):
+        Plan(workers=2, max_cost=0.9 * minute)
+    assert boto3.client("sqs").list_queues().get("QueueUrls", []) == []
+
+
+def test_detached_budget_gives_each_worker_a_deadline(fake):
+    _, fargate = fake
+    per_second = _cost.rate("us-east-1").per_second(1, 2)
+    budget = 2 * 300 * per_second  # five minutes for each of two workers
+    launched = time.time()
+    with Plan(workers=2, idle_timeout=2, max_cost=budget, detach=True) as plan:
+        plan.map(square, range(4), chunksize=1)
+    deadlines = [
+        float(e["value"])
+        for task in fargate.tasks()
+        for o in task.overrides["containerOverrides"]
+        for e in o["environment"]
+        if e["name"] == "STARBURST_STOP_AT"
+    ]
+    # Each worker's share, less the margin for the call it runs and the stop.
+    assert len(deadlines) == 2
+    for stop_at in deadlines:
+        assert stop_at - launched == pytest.approx(300 - 4, abs=2)
+    with Plan.attach(plan.session_id) as attached:
+        assert [f.result(timeout=60) for f in attached.futures] == [0, 1, 4, 9]
 
 
 def test_plan_budget_limits_how_many_workers_start(fake):

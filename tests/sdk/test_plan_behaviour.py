@@ -1,6 +1,7 @@
 """Plan as a concurrent.futures.Executor, against the in-process fake cloud."""
 
 import io
+import json
 import threading
 from concurrent.futures import CancelledError, wait
 
@@ -8,7 +9,13 @@ import boto3
 import fakecloud
 import pytest
 
-from starburst_sdk import Plan, RemoteError, RemoteTraceback, StarburstError
+from starburst_sdk import (
+    ConfigError,
+    Plan,
+    RemoteError,
+    RemoteTraceback,
+    StarburstError,
+)
 
 REGION = "us-east-1"
 
@@ -407,3 +414,31 @@ def test_plan_closure_and_kwargs_travel(fake):
 
     with Plan(workers=1, idle_timeout=1) as plan:
         assert plan.submit(add, 2, scale=3).result(timeout=60) == 16
+
+
+def test_plan_in_another_region_than_the_deployment_names_both(fake):
+    with pytest.raises(ConfigError, match="'default' in eu-west-1"):
+        Plan(region="eu-west-1")
+    doc, _ = fake
+    ssm = boto3.client("ssm", region_name="eu-west-1")
+    ssm.put_parameter(
+        Name="/starburst/default/config", Value=json.dumps(doc), Type="String"
+    )
+    with pytest.raises(ConfigError, match="is in us-east-1.*region is eu-west-1"):
+        Plan(region="eu-west-1")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"deployment": ""},
+        {"memory": float("nan")},
+        {"memory": float("inf")},
+        {"timeout": float("nan")},
+        {"timeout": 0},
+    ],
+)
+def test_plan_refuses_degenerate_values_naming_the_parameter(fake, kwargs):
+    (name,) = kwargs
+    with pytest.raises(ValueError, match=name):
+        Plan(**kwargs)

@@ -118,11 +118,13 @@ def load_config(ssm_client: Any, deployment: str) -> DeploymentConfig:
     try:
         resp = ssm_client.get_parameter(Name=name, WithDecryption=True)
     except ssm_client.exceptions.ParameterNotFound:
+        region = ssm_client.meta.region_name
         raise ConfigError(
-            f"no starburst deployment {deployment!r}: SSM parameter {name} does not "
-            "exist in this account and region. Create it with `starburst-cli infra "
-            "apply`, or start the local cloud with `starburst-cli local up` and "
-            '`eval "$(starburst-cli local env)"`'
+            f"no starburst deployment {deployment!r} in {region}: SSM parameter "
+            f"{name} does not exist in this account and region. Check the region "
+            "(AWS_REGION, Plan(region=...)) and STARBURST_DEPLOYMENT; create the "
+            "deployment with `starburst-cli infra apply`, or start the local cloud "
+            'with `starburst-cli local up` and `eval "$(starburst-cli local env)"`'
         ) from None
     try:
         doc = json.loads(resp["Parameter"]["Value"])

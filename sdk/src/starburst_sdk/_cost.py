@@ -167,8 +167,8 @@ def rate(
         known = ", ".join(sorted(table["regions"]))
         raise ValueError(
             f"no Fargate price for region {region!r}; the price table "
-            f"({table.get('as_of', '?')}) knows: {known}. Refresh it from the AWS "
-            "Pricing API to add regions"
+            f"({table.get('as_of', '?')}) knows: {known}. Run `starburst-cli prices "
+            "refresh` (it reads the AWS Pricing API) to add regions"
         ) from None
     p = entry["spot" if spot else "on_demand"][arch]
     return Rate(

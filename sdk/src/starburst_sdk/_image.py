@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import gzip
 import hashlib
 import importlib.metadata as metadata
@@ -57,11 +58,12 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,32 +166,110 @@ class Environment:
         }
 
 
+#: Directories that mark the root of a version-controlled tree: the upward search
+#: for a project stops there.
+_VCS = (".git", ".hg", ".svn")
+
+
 def detect_environment(
     project_dir: str | os.PathLike[str] | None = None,
 ) -> Environment:
-    """Find the user's dependencies, from ``project_dir`` (default: the working dir) up.
+    """Find the user's dependencies: the project's lock or requirement files, else
+    the installed distributions.
 
-    The first directory holding ``uv.lock``, ``poetry.lock``, ``requirements*.txt``
-    or ``pyproject.toml`` wins, in that order of preference; with none, the running
-    interpreter's installed distributions are used.
+    A project is the first directory, from a start directory up through its
+    parents (stopping at a VCS root, the home directory or ``/``), that holds
+    ``uv.lock``, ``poetry.lock``, ``requirements*.txt`` or ``pyproject.toml``,
+    preferred in that order. The start is ``project_dir`` when given; else the
+    directory of the running script (``__main__``'s file, unless it is an
+    installed tool under ``sys.prefix``, such as pytest or ``starburst-cli``),
+    then the working directory. With no project, the running interpreter's
+    installed distributions are used. Which one was used is logged (INFO).
 
     Raises:
-        ImageError: the lock cannot be read or exported.
+        ImageError: ``project_dir`` is not a directory, or the lock cannot be
+            read or exported.
     """
-    start = Path(project_dir or os.getcwd()).resolve()
+    if project_dir is not None:
+        start = Path(project_dir).expanduser()
+        if not start.is_dir():
+            raise ImageError(
+                f"the project directory {start} does not exist or is not a "
+                "directory; pass the directory that holds the project's uv.lock, "
+                "poetry.lock, requirements*.txt or pyproject.toml"
+            )
+        starts = [("the given project directory", start.resolve())]
+    else:
+        starts = []
+        script = _main_script()
+        if script is not None:
+            starts.append((f"the running script {script}", script.parent))
+        starts.append(("the working directory", Path.cwd().resolve()))
+    for why, first in starts:
+        found = _find_project(first)
+        if found is not None:
+            env = found()
+            log.info(
+                "worker image: environment from %s (%s, found from %s)",
+                ", ".join(str(f) for f in env.files) or env.root,
+                env.kind,
+                why,
+            )
+            return env
+    env = _from_installed()
+    log.info(
+        "worker image: no project files (uv.lock, poetry.lock, requirements*.txt, "
+        "pyproject.toml) in %s or its parents; using the %d installed distributions "
+        "of %s",
+        " or ".join(str(first) for _, first in starts),
+        len(env.requirements),
+        sys.executable,
+    )
+    return env
+
+
+def _main_script() -> Path | None:
+    """The file of the running ``__main__`` (``python path/run.py``), or None for
+    an interactive session, ``python -c``, a notebook, or an installed tool."""
+    main = sys.modules.get("__main__")
+    name = getattr(main, "__file__", None)
+    if not name:
+        return None
+    path = Path(name).resolve()
+    if not path.is_file():
+        return None
+    if any(path.is_relative_to(d) for d in _installed_dirs()):
+        return None  # pytest, ipykernel, starburst-cli: not the user's project
+    return path
+
+
+def _installed_dirs() -> list[Path]:
+    """Where installed code and console scripts live (site-packages, the
+    interpreter's and the user's script dirs, the standard library)."""
+    found = []
+    for scheme in {sysconfig.get_default_scheme(), f"{os.name}_user"}:
+        for key in ("purelib", "platlib", "scripts", "stdlib", "platstdlib"):
+            with contextlib.suppress(KeyError):
+                found.append(Path(sysconfig.get_path(key, scheme)).resolve())
+    return found
+
+
+def _find_project(start: Path) -> Callable[[], Environment] | None:
+    """A function that reads the first project at or above ``start``, or None."""
+    home = Path.home()
     for folder in (start, *start.parents):
         if (folder / "uv.lock").is_file():
-            return _from_uv_lock(folder)
+            return functools.partial(_from_uv_lock, folder)
         if (folder / "poetry.lock").is_file():
-            return _from_poetry_lock(folder)
+            return functools.partial(_from_poetry_lock, folder)
         reqs = _requirement_files(folder)
         if reqs:
-            return _from_requirement_files(folder, reqs)
+            return functools.partial(_from_requirement_files, folder, reqs)
         if (folder / "pyproject.toml").is_file():
-            return _from_pyproject(folder)
-        if folder == Path.home() or (folder / ".git").exists():
+            return functools.partial(_from_pyproject, folder)
+        if folder == home or any((folder / v).exists() for v in _VCS):
             break
-    return _from_installed()
+    return None
 
 
 def _requirement_files(folder: Path) -> list[Path]:
@@ -237,8 +317,33 @@ def _split_local(lines: Iterable[str], root: Path) -> tuple[list[str], list[Prob
                 )
             )
         else:
-            keep.append(line)
+            # Per-requirement options (--hash=...) go: the wheels are downloaded
+            # here and installed offline.
+            spec = re.split(r"\s+--?[A-Za-z]", line, maxsplit=1)[0].strip()
+            invalid = _invalid_requirement(spec, line)
+            if invalid:
+                problems.append(invalid)
+            else:
+                keep.append(spec)
     return keep, problems
+
+
+def _invalid_requirement(spec: str, line: str) -> Problem | None:
+    """A fatal problem if ``spec`` is not a PEP 508 requirement, else None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(spec)
+    except InvalidRequirement as exc:
+        why = str(exc).splitlines()[0] if str(exc) else "not PEP 508"
+        return Problem(
+            repr(line),
+            f"is not a valid requirement ({why})",
+            "fix that line in the project's requirements: a name, optional "
+            "[extras], version specifiers such as ==1.2 or >=1,<2, and an optional "
+            "; marker",
+        )
+    return None
 
 
 def _guess_name(spec: str) -> str:
@@ -333,7 +438,7 @@ def _read_requirements(path: Path, seen: set[Path]) -> tuple[list[str], list[Pat
     seen.add(path)
     lines: list[str] = []
     files = [path]
-    for raw in path.read_text().splitlines():
+    for raw in re.sub(r"\\\r?\n", " ", path.read_text()).splitlines():
         line = raw.strip()
         if line.startswith(("-r ", "--requirement")):
             inner = path.parent / line.split(None, 1)[1].strip()
@@ -629,15 +734,8 @@ class RegistryClient:
 
         try:
             return fn(*args, **kwargs)
-        except requests.ConnectionError:
-            hint = (
-                "is the local cloud's registry running?"
-                if is_loopback(self.host)
-                else "check the network and the region of the ECR repository"
-            )
-            raise ImageError(
-                f"cannot reach the container registry {self.host} ({what}); {hint}"
-            ) from None
+        except requests.ConnectionError as exc:
+            raise ImageError(_unreachable(self.host, what, exc)) from None
         except (requests.RequestException, ValueError) as exc:
             text = str(exc)
             if "authentication" in text:
@@ -788,6 +886,61 @@ class RegistryClient:
         return json.loads(self.blob(manifest["config"]["digest"]))
 
 
+def _unreachable(host: str, what: str, exc: BaseException) -> str:
+    """Why the registry ``host`` could not be reached, and what to do."""
+    text = str(exc)
+    name = host.rsplit(":", 1)[0]
+    if is_loopback(host):
+        return (
+            f"the container registry {host} does not answer ({what}); is the local "
+            "cloud's registry running? `starburst-cli local status` says"
+        )
+    unresolved = any(
+        s in text
+        for s in (
+            "NameResolutionError",
+            "Name or service not known",
+            "nodename nor servname",
+            "getaddrinfo failed",
+            "Temporary failure in name resolution",
+            "No address associated",
+            "Failed to resolve",
+        )
+    )
+    problem = (
+        f"the container registry host {name} does not resolve (DNS)"
+        if unresolved
+        else f"the container registry {host} does not answer"
+    )
+    local = sorted(
+        key
+        for key, value in os.environ.items()
+        if key.startswith("AWS_ENDPOINT_URL") and _loopback_url(value)
+    )
+    if local:
+        return (
+            f"{problem} ({what}). This shell's AWS endpoints point at the local "
+            f"cloud ({local[0]}={os.environ[local[0]]}), whose process mode has no "
+            "container registry (its tasks run as local processes, and its ECR "
+            "repository URL is a name only); `starburst-cli local up --containers` "
+            "starts a local cloud with one"
+        )
+    return (
+        f"{problem} ({what}): check the network (and HTTPS_PROXY) and that the "
+        "deployment's ECR repository is in the region this shell uses"
+    )
+
+
+def _loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return is_loopback(host)
+
+
 def _pick_platform(index: dict[str, Any], arch: str) -> str:
     want = _OCI_ARCH[arch]
     for entry in index.get("manifests", []):
@@ -849,8 +1002,13 @@ def _abi(python: str) -> str:
 def download_wheels(
     requirements: list[str], dest: Path, python: str, arch: str
 ) -> None:
-    """``pip download --only-binary=:all:`` for the target; reports every package
-    without a wheel (not only pip's first) as an :class:`ImageError`."""
+    """``pip download --only-binary=:all:`` for the target.
+
+    On failure every requirement pip could not satisfy is reported (not only
+    pip's first), each as what the index says of it: no such package, no such
+    version, or versions without a wheel for the target; an invalid requirement
+    line is quoted. Raises :class:`ImageError`.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     if not requirements:
         return
@@ -860,7 +1018,8 @@ def download_wheels(
     req_file.unlink()
     if done.returncode == 0:
         return
-    missing = _no_wheel_names(done.stderr)
+    invalid = _invalid_lines(done.stderr)
+    missing = _no_match(done.stderr)
     if len(requirements) <= 60:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -873,17 +1032,111 @@ def download_wheels(
             )
         for req, result in checks:
             if result.returncode != 0:
-                missing |= _no_wheel_names(result.stderr) or {req}
-    platforms = f"manylinux, glibc {GLIBC[0]}.{GLIBC[1]} or older"
-    if missing:
-        names = ", ".join(sorted(missing))
+                bad = _invalid_lines(result.stderr)
+                invalid |= bad
+                if not bad:
+                    missing |= _no_match(result.stderr) or {req}
+    if invalid:
+        lines = ", ".join(repr(line) for line in sorted(invalid))
         raise ImageError(
-            f"no wheel for Python {python} on linux {arch} ({platforms}) for: {names}. "
-            "starburst installs wheels only (no compilers in the image). Pin a version "
-            "that publishes a manylinux wheel, or build one for the target (e.g. with "
-            "cibuildwheel) and publish it to an index you install from."
+            f"pip rejected these requirement lines as invalid: {lines}. Fix them in "
+            "the project's requirements (PEP 508: a name, optional [extras], "
+            "version specifiers such as ==1.2, an optional ; marker)"
         )
+    if missing:
+        by_name: dict[str, str] = {}
+        for spec in missing:  # one per package, the fullest of pip's spellings
+            name = _normalize(re.split(r"[<>=!~\[ ;@]", spec, maxsplit=1)[0])
+            if len(spec) > len(by_name.get(name, "")):
+                by_name[name] = spec
+        raise ImageError(_missing_message(sorted(by_name.values()), python, arch))
     raise ImageError(f"downloading the wheels failed:\n{done.stderr.strip()[-2000:]}")
+
+
+def _missing_message(specs: list[str], python: str, arch: str) -> str:
+    """Why pip found nothing for each of ``specs``, from what the index lists."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    unknown: list[str] = []
+    no_version: list[str] = []
+    no_wheel: list[str] = []
+    for spec in specs:
+        try:
+            req = Requirement(spec)
+        except InvalidRequirement:
+            no_wheel.append(spec)
+            continue
+        versions = _index_versions(req.name, python, arch)
+        if versions == []:  # none for this Python: for any?
+            versions = _index_versions(req.name, None, arch)
+            if versions:
+                no_version.append(f"{spec} (no release supports Python {python})")
+                continue
+        if versions is None:
+            no_wheel.append(req.name)  # the index could not be asked: pip's words
+        elif not versions:
+            unknown.append(spec)
+        elif req.specifier and not any(
+            req.specifier.contains(v, prereleases=True) for v in versions
+        ):
+            more = ", ..." if len(versions) > 5 else ""
+            no_version.append(f"{spec} (the index has {', '.join(versions[:5])}{more})")
+        else:
+            no_wheel.append(req.name)
+    parts = []
+    if unknown:
+        parts.append(
+            "no package of this name on the index: "
+            + ", ".join(unknown)
+            + ". Check the name's spelling in the project's requirements, and, for a "
+            "private package, that pip is configured for its index (PIP_INDEX_URL, "
+            "PIP_EXTRA_INDEX_URL or pip.conf)."
+        )
+    if no_version:
+        parts.append(
+            f"no version matching the requirement for Python {python} on the "
+            "index: " + "; ".join(no_version) + ". Check the version pin."
+        )
+    if no_wheel:
+        platforms = f"manylinux, glibc {GLIBC[0]}.{GLIBC[1]} or older"
+        parts.append(
+            f"no wheel for Python {python} on linux {arch} ({platforms}) for: "
+            f"{', '.join(sorted(set(no_wheel)))}. starburst installs wheels only (no "
+            "compilers in the image). Pin a version that publishes a manylinux "
+            "wheel, or build one for the target (e.g. with cibuildwheel) and "
+            "publish it to an index you install from."
+        )
+    return "\n".join(parts)
+
+
+def _index_versions(name: str, python: str | None, arch: str) -> list[str] | None:
+    """The versions of ``name`` the index has for Python ``python`` (None: any),
+    as any kind of distribution (``pip index versions``), newest first; [] when
+    there are none; None when pip could not tell."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "index",
+        "versions",
+        "--json",
+        "--pre",
+        "--disable-pip-version-check",
+    ]
+    if python is not None:
+        cmd += ["--python-version", python, "--implementation", "cp"]
+        cmd += ["--abi", _abi(python)]
+        for plat in _wheel_platforms(arch):
+            cmd += ["--platform", plat]
+    else:
+        cmd.append("--ignore-requires-python")
+    done = subprocess.run([*cmd, name], capture_output=True, text=True)
+    if done.returncode != 0:
+        return [] if "No matching distribution found" in done.stderr else None
+    try:
+        return [str(v) for v in json.loads(done.stdout).get("versions", [])]
+    except (ValueError, AttributeError):
+        return None
 
 
 def _pip_download(
@@ -911,9 +1164,22 @@ def _pip_download(
     return subprocess.run(cmd + args, capture_output=True, text=True)
 
 
-def _no_wheel_names(stderr: str) -> set[str]:
-    found = re.findall(r"No matching distribution found for ([^\s;]+)", stderr)
-    return {re.split(r"[<>=!~\[ ]", f, maxsplit=1)[0] for f in found}
+def _no_match(stderr: str) -> set[str]:
+    """The requirements pip found no distribution for, as pip printed them."""
+    return {
+        f.strip()
+        for f in re.findall(r"No matching distribution found for ([^;\n]+)", stderr)
+    }
+
+
+def _invalid_lines(stderr: str) -> set[str]:
+    """The requirement lines pip rejected as invalid, as pip quoted them."""
+    return {
+        m.group(2)
+        for m in re.finditer(
+            r"Invalid requirement: (['\"])(.*?)\1(?=:|\s|$)", stderr, re.MULTILINE
+        )
+    }
 
 
 def _pip_wheel(dest: Path) -> Path:
@@ -1308,10 +1574,12 @@ def ensure_image(
             not given).
         config: a loaded :class:`DeploymentConfig`.
         clients: boto3 clients (``Clients``); made for the config's region if absent.
-        project_dir: where to look for the environment (default: the working dir).
+        project_dir: where to look for the project (default: the running
+            script's directory, then the working dir; see
+            :func:`detect_environment`).
         base_image: the base image reference (default ``$STARBURST_BASE_IMAGE`` or
             ``python:<major.minor>-slim``).
-        arch: ``x86_64`` or ``arm64`` (default: this machine's).
+        arch: ``x86_64`` or ``arm64`` (default ``x86_64``, as ``Plan``'s).
         builder: ``docker``, ``oci`` (no engine) or ``auto`` (default
             ``$STARBURST_IMAGE_BUILDER``, else ``auto``: the engine when one answers
             and the target is this machine's architecture).
@@ -1324,12 +1592,20 @@ def ensure_image(
     Raises:
         ImageError: a package has no wheel for the target, the registry refused,
             or the build failed.
+        ValueError: ``arch`` or ``builder`` is not one of the above.
     """
     from ._aws import Clients
     from ._config import default_deployment, load_config
 
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
+    choice = (builder or os.environ.get(_ENV_BUILDER) or "auto").lower()
+    if choice not in ("auto", "docker", "oci"):
+        raise ValueError(
+            f"builder must be auto, docker or oci, not {choice!r} (from "
+            f"{'builder=' if builder else _ENV_BUILDER})"
+        )
+    arch = normalize_arch(arch or "x86_64")
     if config is None:
         clients = clients or Clients()
         config = load_config(clients.ssm, deployment or default_deployment())
@@ -1338,7 +1614,7 @@ def ensure_image(
     fatal = [p for p in env.problems if p.fatal]
     if fatal:
         raise ImageError(
-            "these packages cannot be put in the worker image:\n  "
+            "these requirements cannot be put in the worker image:\n  "
             + "\n  ".join(str(p) for p in fatal)
         )
     warnings = tuple(str(p) for p in env.problems)
@@ -1369,9 +1645,6 @@ def ensure_image(
                 warnings,
                 seconds,
             )
-    choice = (builder or os.environ.get(_ENV_BUILDER) or "auto").lower()
-    if choice not in ("auto", "docker", "oci"):
-        raise ValueError(f"builder must be auto, docker or oci, not {choice!r}")
     engine = None
     if choice in ("auto", "docker") and (
         choice == "docker" or _target_arch(inputs.arch)

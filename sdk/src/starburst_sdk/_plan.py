@@ -52,6 +52,7 @@ from ._config import DeploymentConfig, default_deployment, load_config
 from ._errors import (
     BrokenPlan,
     BudgetExceededError,
+    ConfigError,
     CredentialsError,
     QuotaError,
     RemoteError,
@@ -336,7 +337,7 @@ class Plan(Executor):
         _check_int("workers", workers, 1, 10_000)
         size = task_size(cpu, memory)
         if timeout is not None:
-            _check_number("timeout", timeout, 1, 14 * 24 * 3600)
+            _check_number("timeout", timeout, 0.001, 14 * 24 * 3600)
         _check_int("max_attempts", max_attempts, 1, 100)
         _check_number("idle_timeout", idle_timeout, 1, 12 * 3600)
         if chunksize is not None:
@@ -365,14 +366,38 @@ class Plan(Executor):
             if not 0 < max_cost < 1e7:
                 raise ValueError(f"max_cost must be a positive number, got {max_cost}")
 
+        if deployment is not None and (
+            not isinstance(deployment, str) or not deployment
+        ):
+            raise ValueError(
+                f"deployment must be a deployment's name, e.g. 'default', got "
+                f"{deployment!r}"
+            )
         clients = _clients or Clients(region)
         if max_cost is not None:
             try:
-                _cost.rate(clients.region, arch=arch, spot=spot)
+                per_second = _cost.rate(clients.region, arch=arch, spot=spot)
             except ValueError as exc:
                 raise ValueError(f"max_cost needs the region's price: {exc}") from None
+            minute = _cost.MINIMUM_SECONDS * per_second.per_second(
+                size.vcpu, size.memory_gb
+            )
+            if max_cost < minute:
+                raise ValueError(
+                    f"max_cost=${max_cost:g} is below one worker's one-minute "
+                    f"minimum (${minute:.6f} for {size} in {clients.region}"
+                    f"{' Spot' if spot else ''}): no worker could run. Raise "
+                    "max_cost or use a smaller cpu and memory"
+                )
         deployment = deployment or default_deployment()
         config = load_config(clients.ssm, deployment)
+        if config.region != clients.region:
+            raise ConfigError(
+                f"deployment {deployment!r} is in {config.region} (its config "
+                f"document says so) but this plan's region is {clients.region}: "
+                f"pass Plan(region={config.region!r}) or set "
+                f"AWS_REGION={config.region}"
+            )
         image = image or config.worker_image
         if not image or image == _image.AUTO:
             # The image of this environment, found in ECR by its content hash or
@@ -448,6 +473,10 @@ class Plan(Executor):
         self._dirty = False
         self._missing: dict[str, float] = {}  # announced, but no result object yet
         self._lost_runs: dict[str, int] = {}  # task id -> runs lost with a worker
+        # Detached plans with a budget: dollars each worker may spend before it
+        # stops taking tasks by itself (STARBURST_STOP_AT), by task ARN.
+        self._allowances: dict[str, float] = {}
+        self._launch_allowance: float | None = None
         self._unsent: list[_Task] = []  # in _inflight, but their send failed
         self._refresh_lock = threading.Lock()
         self._refreshed_at = -math.inf
@@ -1054,10 +1083,16 @@ class Plan(Executor):
             count = self._affordable(count, alive)
             if count <= 0:
                 return
+        env = self._worker_env()
+        self._launch_allowance = None
+        if s.max_cost is not None and s.detach:
+            count, stop_at = self._detached_deadline(count)
+            if count <= 0:
+                return
+            env["STARBURST_STOP_AT"] = f"{stop_at:.3f}"
         with self._lock:
             self._counters.wave += 1
             wave = self._counters.wave
-        env = self._worker_env()
         tags = _tag_list(
             {
                 "starburst:deployment": self.deployment,
@@ -1133,6 +1168,8 @@ class Plan(Executor):
             self.registry.add_worker(
                 WorkerRecord(arn, now, wave, capacity_provider=provider)
             )
+            if self._launch_allowance is not None:
+                self._allowances[arn] = self._launch_allowance
         failures = result.failures
         if not result.arns and not failures:  # never seen, but never hang on it
             failures = [{"reason": "RunTask returned neither tasks nor failures"}]
@@ -1200,6 +1237,39 @@ class Plan(Executor):
                 spend,
             )
         return max(0, fits)
+
+    def _detached_deadline(self, count: int) -> tuple[int, float]:
+        """A detached plan's budget, kept with no client: how many of ``count``
+        new workers to start, and when they must stop taking tasks.
+
+        What is left of ``max_cost`` after every worker launched so far (a
+        live one counted at its whole allowance, a stopped one at its cost)
+        is shared by the new workers; each stops taking tasks once its share
+        is spent, counted from its launch (billing starts later, at the image
+        pull), less a margin for the call it is running and the stop. A call
+        running at the deadline finishes, within ``Plan(timeout=...)``.
+        """
+        s = self._settings
+        # A Spot plan that may fall back to On-Demand is priced On-Demand.
+        spot = s.spot and not s.spot_fallback
+        per_second = _cost.rate(s.region, arch=s.arch, spot=spot).per_second(
+            s.size.vcpu, s.size.memory_gb
+        )
+        spent = {c.arn: c.dollars for c in _cost.session_cost(self.registry).workers}
+        committed = sum(
+            max(self._allowances.get(w.arn, 0.0), spent.get(w.arn, 0.0))
+            if w.alive
+            else spent.get(w.arn, 0.0)
+            for w in self.registry.all()
+        )
+        left = s.max_cost - committed
+        count = min(count, math.floor(left / (_cost.MINIMUM_SECONDS * per_second)))
+        if count <= 0:
+            return 0, 0.0
+        share = left / count
+        self._launch_allowance = share
+        margin = CHUNK_SECONDS + STOP_LATENCY + MONITOR_INTERVAL
+        return count, time.time() + share / per_second - margin
 
     def _check_budget(self) -> None:
         """Stop the workers once the spend would pass ``max_cost`` before the
@@ -2017,11 +2087,9 @@ def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
 
 def _check_number(name: str, value: Any, lo: float, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"{name} must be a number of seconds, not {type(value).__name__}"
-        )
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value}")
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not lo <= value <= hi:  # NaN fails too
+        raise ValueError(f"{name} must be from {lo:g} to {hi:,.0f}, got {value!r}")
 
 
 def _pickle_call(obj: Any, fn: Any) -> bytes:

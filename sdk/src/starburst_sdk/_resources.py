@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -73,6 +74,11 @@ def parse_memory(memory: int | float | str) -> int:
     if isinstance(memory, bool):
         raise TypeError('memory must be a size such as "4GB" or 4096 (MiB)')
     if isinstance(memory, int | float):
+        if not math.isfinite(memory):
+            raise ValueError(
+                f'memory={memory!r} is not a size; write e.g. "4GB", "512MB" or '
+                "4096 (MiB)"
+            )
         if memory != int(memory):
             raise ValueError(
                 f'memory={memory!r}: give whole MiB, or a string like "0.5GB"'
