@@ -126,3 +126,21 @@ def test_detached_session_is_collected_by_attach(fake):
         boto3.client("sqs").get_queue_url(QueueName=queue)
     assert json.loads(session_json(plan))["state"] == "ended"
     assert not attached.registry.alive()
+
+
+def test_attach_finds_tasks_sent_after_the_last_checkpoint(fake):
+    with Plan(workers=2, idle_timeout=5, detach=True) as plan:
+        plan.map(square, range(6), chunksize=2)
+    cfg, sid = plan.config, plan.session_id
+    # As if the client died before session.json listed its last two tasks.
+    doc = json.loads(session_json(plan))
+    doc["tasks"] = doc["tasks"][:1]
+    doc["state"] = "running"
+    boto3.client("s3").put_object(
+        Bucket=cfg.bucket,
+        Key=registry_key(cfg.prefix, sid),
+        Body=json.dumps(doc).encode(),
+    )
+    with Plan.attach(sid) as attached:
+        values = [f.result(timeout=60) for f in attached.futures]
+    assert values == [x * x for x in range(6)]

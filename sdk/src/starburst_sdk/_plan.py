@@ -767,6 +767,22 @@ class Plan(Executor):
                 "`starburst-cli sessions`"
             ) from None
         registry = Registry.from_json(data)
+        found = _unregistered_tasks(clients.s3, config, registry)
+        if found:
+            # Sent in the seconds before the client's last checkpoint of
+            # session.json: task ids are sequential, so the order holds.
+            known = zip(registry.task_ids, registry.task_sizes, strict=True)
+            pairs = sorted([*known, *found])
+            registry.task_ids = [t for t, _ in pairs]
+            registry.task_sizes = [n for _, n in pairs]
+        if registry.state == "running":
+            log.warning(
+                "session %s was not detached and its client is gone: the calls it "
+                "had not sent yet were lost with it; the %d task(s) it sent are "
+                "collected (Plan(detach=True) sends everything up front)",
+                session_id,
+                len(registry.task_ids),
+            )
         registry.state = "running"
         settings = _Settings.from_dict(registry.settings, clients.region)
         plan = cls.__new__(cls)
@@ -2072,6 +2088,33 @@ def _time_calls(fn: Callable[..., Any], sample: Iterable[Any]) -> tuple[float, s
         f"{envelope.qualified_name(fn)} (a Fargate vCPU may be slower or "
         "faster than this machine)"
     )
+
+
+def _unregistered_tasks(
+    s3: Any, config: DeploymentConfig, registry: Registry
+) -> list[tuple[str, int]]:
+    """(task id, items) of the task objects of a session that its registry
+    does not list: those its client sent after it last wrote session.json."""
+    prefix = f"{config.prefix}sessions/{registry.session_id}/tasks/"
+    known = set(registry.task_ids)
+    found: list[tuple[str, int]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=config.bucket, Prefix=prefix
+    ):
+        for obj in page.get("Contents", []):
+            task_id = obj["Key"][len(prefix) :].removesuffix(".msgpack")
+            if task_id in known or not task_id.isdigit():
+                continue
+            data = s3.get_object(Bucket=config.bucket, Key=obj["Key"])["Body"].read()
+            try:
+                n = int(envelope.unpack(data, "task")["n"])
+            except (envelope.EnvelopeError, KeyError, TypeError, ValueError) as exc:
+                log.warning(
+                    "skipping the unreadable task object %s: %s", obj["Key"], exc
+                )
+                continue
+            found.append((task_id, n))
+    return found
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
