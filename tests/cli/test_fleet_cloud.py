@@ -173,7 +173,7 @@ def test_cancel_stops_workers_of_an_orphaned_session_and_deletes_its_queue(cloud
         client.wait()
     result = cli("cancel", sid)
     assert result.exit_code == 0, result.output
-    assert "stopped 2 worker(s)" in result.stdout
+    assert "stopped 2 running worker(s)" in result.stdout
     doc = json.loads(cli("status", "--json").stdout)
     assert sid not in [s["session_id"] for s in doc["sessions"]]
     cfg = cloud.config
@@ -348,3 +348,41 @@ def test_cleanup_with_no_age_cutoff_spares_a_running_session(cloud):
         Bucket=cfg["bucket"], Prefix=f"{cfg['prefix']}sessions/{gone}/"
     )
     assert left.get("KeyCount", 0) == 0
+
+
+def test_cancel_under_a_running_client_fails_its_futures_as_cancelled(cloud, caplog):
+    from starburst_sdk import SessionCancelledError
+
+    caplog.set_level("WARNING", logger="starburst")
+    with Plan(workers=2, idle_timeout=10, chunksize=1, **SMALL) as plan:
+        futures = [plan.submit(slow_square, i) for i in range(40)]
+        assert futures[0].result(timeout=120) == 0
+        result = cli("cancel", plan.session_id)
+        assert result.exit_code == 0, result.output
+        outcomes = [f.exception(timeout=120) for f in futures]
+    failed = [e for e in outcomes if e is not None]
+    assert failed and all(isinstance(e, SessionCancelledError) for e in failed)
+    assert "starburst-cli cancel" in str(failed[0])
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    sessions = json.loads(cli("sessions", "--json").stdout)["sessions"]
+    mine = next(s for s in sessions if s["session_id"] == plan.session_id)
+    assert mine["state"] == "cancelled"
+    with Plan.attach(plan.session_id) as attached:
+        done = [f for f in attached.futures if f.exception(timeout=60) is None]
+        # Results written before the cancel, and any the workers stored after
+        # the client had given up on them.
+        assert len(done) >= outcomes.count(None) > 0
+    assert attached.registry.state == "cancelled"
+    assert not attached.registry.alive()
+
+
+def test_shutdown_cancelling_futures_logs_no_error(cloud, caplog):
+    caplog.set_level("WARNING", logger="starburst")
+    with Plan(workers=2, idle_timeout=10, chunksize=1, **SMALL) as plan:
+        futures = [plan.submit(slow_square, i) for i in range(20)]
+        assert futures[0].result(timeout=120) == 0
+        plan.shutdown(wait=True, cancel_futures=True)
+    assert any(f.cancelled() for f in futures)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [
+        r.getMessage() for r in caplog.records
+    ]

@@ -10,6 +10,7 @@ runs now.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -21,7 +22,12 @@ from starburst_sdk import _cost, _ecs
 from starburst_sdk._aws import Clients, error_code
 from starburst_sdk._config import DeploymentConfig, load_config
 from starburst_sdk._plan import HEARTBEAT_INTERVAL
-from starburst_sdk._session import Registry, registry_key, session_prefix
+from starburst_sdk._session import (
+    Registry,
+    cancel_key,
+    registry_key,
+    session_prefix,
+)
 
 #: Registry states after which a session's workers should all have stopped.
 ENDED = frozenset({"ended", "broken", "cancelled"})
@@ -186,6 +192,15 @@ class Fleet:
             Bucket=cfg.bucket,
             Key=registry_key(cfg.prefix, registry.session_id),
             Body=registry.to_json(),
+            ContentType="application/json",
+        )
+
+    def mark_cancelled(self, session_id: str) -> None:
+        cfg = self.config
+        self.clients.s3.put_object(
+            Bucket=cfg.bucket,
+            Key=cancel_key(cfg.prefix, session_id),
+            Body=json.dumps({"at": time.time(), "by": "starburst-cli cancel"}).encode(),
             ContentType="application/json",
         )
 

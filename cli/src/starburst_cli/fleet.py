@@ -573,13 +573,16 @@ def cancel(
 ) -> None:
     """Cancel a session: stop its workers, purge and delete its queues, mark it cancelled.
 
-    A client still attached to the session sees the state ``cancelled`` in its
-    session.json and fails its outstanding futures.
+    A client still attached to the session finds its queues gone and the
+    session marked cancelled, and fails its outstanding futures with
+    ``SessionCancelledError``; ``Plan.attach`` later collects the results that
+    were written and starts nothing.
     """
     fleet = _fleet(deployment)
     registry = _session(fleet, session)
+    fleet.mark_cancelled(session)  # first: what a client reads when its queue goes
     registry.state = "cancelled"
-    fleet.write_registry(registry)  # first, so an attached client stops launching
+    fleet.write_registry(registry)
     live = [t.arn for t in fleet.tasks() if t.session == session and t.alive]
     arns = list(dict.fromkeys(live + [w.arn for w in registry.alive()]))
     fleet.stop(arns, f"starburst session {session} cancelled by starburst-cli")
@@ -588,7 +591,7 @@ def cancel(
     registry.state = "cancelled"
     fleet.write_registry(registry)
     typer.echo(
-        f"session {session} cancelled: stopped {len(arns)} worker(s), "
+        f"session {session} cancelled: stopped {len(live)} running worker(s), "
         f"deleted {len(deleted)} queue(s)"
         + (f" ({', '.join(deleted)})" if deleted else "")
     )

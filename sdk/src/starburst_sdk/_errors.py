@@ -14,6 +14,8 @@ StarburstError
  ├── CredentialsError       AWS kept refusing the credentials, even reloaded;
  │                          says which workers still run
  ├── SessionNotFoundError   ``Plan.attach`` found no such session
+ ├── SessionCancelledError  the session was cancelled from outside the plan
+ │                          (``starburst-cli cancel``) before the item finished
  └── BrokenPlan             the plan cannot go on (also a BrokenExecutor); set on
                             every pending future when the backend fails
 
@@ -70,6 +72,10 @@ class CredentialsError(StarburstError):
 
 class SessionNotFoundError(StarburstError, LookupError):
     """No session with that id exists in the deployment."""
+
+
+class SessionCancelledError(StarburstError):
+    """The session was cancelled from outside (``starburst-cli cancel``)."""
 
 
 class BrokenPlan(StarburstError, BrokenExecutor):

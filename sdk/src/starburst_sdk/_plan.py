@@ -58,6 +58,7 @@ from ._errors import (
     RemoteError,
     RemoteTraceback,
     ResultMissingError,
+    SessionCancelledError,
     SessionNotFoundError,
     StarburstError,
     WorkerLostError,
@@ -68,6 +69,7 @@ from ._session import (
     Registry,
     SessionQueues,
     WorkerRecord,
+    cancel_key,
     claim_key,
     new_session_id,
     registry_key,
@@ -470,6 +472,7 @@ class Plan(Executor):
         self._collector: threading.Thread | None = None
         self._io = ThreadPoolExecutor(16, thread_name_prefix="starburst-io")
         self._closed = threading.Event()
+        self._closing = threading.Event()  # _close_session is deleting the queues
         self._dirty = False
         self._missing: dict[str, float] = {}  # announced, but no result object yet
         self._lost_runs: dict[str, int] = {}  # task id -> runs lost with a worker
@@ -775,7 +778,10 @@ class Plan(Executor):
             pairs = sorted([*known, *found])
             registry.task_ids = [t for t, _ in pairs]
             registry.task_sizes = [n for _, n in pairs]
-        if registry.state == "running":
+        was = registry.state
+        if _exists(clients.s3, config.bucket, cancel_key(config.prefix, session_id)):
+            was = "cancelled"
+        if was == "running":
             log.warning(
                 "session %s was not detached and its client is gone: the calls it "
                 "had not sent yet were lost with it; the %d task(s) it sent are "
@@ -799,6 +805,18 @@ class Plan(Executor):
         plan._ids = itertools.count(max((int(t) for t in ids), default=0) + 1)
         if ids:
             plan._collect_listed(sorted(ids))  # results already written resolve now
+        if was == "cancelled":  # collect what it finished; start nothing
+            plan.registry.state = "cancelled"
+            plan._shutdown = True
+            plan._fail_outstanding(
+                SessionCancelledError(
+                    f"session {session_id} was cancelled (`starburst-cli cancel`) "
+                    "before this call finished"
+                )
+            )
+            plan._closed.set()
+            plan._io.shutdown(wait=False)
+            return plan
         with plan._wake:
             plan._start_threads()
         log.info(
@@ -957,8 +975,7 @@ class Plan(Executor):
                     continue
                 refused = 0
         except BaseException as exc:  # the backend failed: fail everything, clean up
-            log.exception("starburst session %s failed", self.session_id)
-            self._break(exc)
+            self._fail_session(exc, "starburst session %s failed")
         finally:
             self._close_session()
 
@@ -1663,6 +1680,7 @@ class Plan(Executor):
 
     def _close_session(self) -> None:
         """Stop workers, delete the queues, write the registry's final state."""
+        self._closing.set()
         try:
             with self._lock:
                 detach = self._may_detach_locked() and self._broken is None
@@ -1679,9 +1697,12 @@ class Plan(Executor):
                     f"starburst session {self.session_id} {why}",
                 )
                 self._record_stops(alive)
-            if self._queues is not None:
+            cancelled = isinstance(self._broken, SessionCancelledError)
+            if self._queues is not None and not cancelled:
                 self._queues.delete(self._clients.sqs)
-            self.registry.state = "broken" if self._broken else "ended"
+            self.registry.state = (
+                "cancelled" if cancelled else "broken" if self._broken else "ended"
+            )
             self._checkpoint()
             log.info("%s", self._summary("ended"))
         except Exception:
@@ -1805,8 +1826,9 @@ class Plan(Executor):
                     idle = TICK if found else min(0.5, idle * 1.5)
                     self._closed.wait(idle)
         except BaseException as exc:
-            log.exception("starburst collector for session %s failed", self.session_id)
-            self._break(exc)
+            if self._closing.is_set() and _queue_gone(exc):
+                return  # shutdown deleted the queues under a last poll
+            self._fail_session(exc, "starburst collector for session %s failed")
 
     def _collect_announced(self) -> int:
         assert self._queues is not None
@@ -2029,12 +2051,59 @@ class Plan(Executor):
             with self._lock:
                 self._counters.failed += len(task.futures)
 
+    def _fail_session(self, exc: BaseException, what: str) -> None:
+        """A thread of the plan failed with ``exc``: say why, fail the rest.
+
+        The session's queue vanishing means someone ended the session from
+        outside: ``starburst-cli cancel`` (the registry says ``cancelled``;
+        the futures raise ``SessionCancelledError``) or a deletion by hand.
+        """
+        if self._broken is not None:  # another thread is failing it already
+            log.debug("session %s: %s after it failed", self.session_id, exc)
+            self._break(exc)
+            return
+        if _queue_gone(exc):
+            state = self._registry_state()
+            if state == "cancelled":
+                why = (
+                    f"session {self.session_id} was cancelled from outside the "
+                    "plan (`starburst-cli cancel`): its workers were stopped and "
+                    "its queues deleted before this call finished"
+                )
+                log.warning("%s", why)
+                self._break(SessionCancelledError(why))
+                return
+            exc = StarburstError(
+                f"the queues of session {self.session_id} were deleted while the "
+                f"plan ran (session state in session.json: {state}); SQS said: {exc}"
+            )
+        log.exception(what, self.session_id)
+        self._break(exc)
+
+    def _registry_state(self) -> str:
+        """``cancelled`` if ``starburst-cli cancel`` marked the session, else
+        the state session.json holds now (another process may have set it)."""
+        cfg = self.config
+        s3 = self._clients.s3
+        try:
+            if _exists(s3, cfg.bucket, cancel_key(cfg.prefix, self.session_id)):
+                return "cancelled"
+            data = s3.get_object(
+                Bucket=cfg.bucket, Key=registry_key(cfg.prefix, self.session_id)
+            )["Body"].read()
+            return Registry.from_json(data).state
+        except Exception as exc:
+            return f"unreadable ({exc})"
+
     def _break(self, exc: BaseException) -> None:
         with self._wake:
             if self._broken is None:
                 self._broken = exc
             self._shutdown = True
             self._wake.notify_all()
+        if isinstance(exc, SessionCancelledError):
+            self._fail_outstanding(exc)
+            return
         broken = BrokenPlan(f"starburst session {self.session_id} failed: {exc}")
         broken.__cause__ = exc
         self._fail_outstanding(broken)
@@ -2087,6 +2156,25 @@ def _time_calls(fn: Callable[..., Any], sample: Iterable[Any]) -> tuple[float, s
         f"{mean:.3g} s per task, the mean of {len(times)} local call(s) of "
         f"{envelope.qualified_name(fn)} (a Fargate vCPU may be slower or "
         "faster than this machine)"
+    )
+
+
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def _queue_gone(exc: BaseException) -> bool:
+    """Is ``exc`` SQS saying the queue does not exist?"""
+    return error_code(exc) in (
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NonExistentQueue",
     )
 
 

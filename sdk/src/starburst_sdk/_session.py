@@ -44,6 +44,12 @@ def registry_key(prefix: str, session: str) -> str:
     return f"{session_prefix(prefix, session)}session.json"
 
 
+def cancel_key(prefix: str, session: str) -> str:
+    """Written by ``starburst-cli cancel`` before it stops anything; unlike
+    session.json, which the client rewrites, nothing overwrites it."""
+    return f"{session_prefix(prefix, session)}cancelled.json"
+
+
 def results_prefix(prefix: str, session: str) -> str:
     return f"{session_prefix(prefix, session)}results/"
 
