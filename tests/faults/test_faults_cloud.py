@@ -186,3 +186,48 @@ def test_cloud_client_killed_workers_idle_out_and_attach_collects(cloud):
     with Plan.attach(sid) as plan:
         values = [f.result(timeout=60) for f in plan.futures]
     assert values == [0, 1, 4, 9]
+
+
+TERMINATED = textwrap.dedent("""
+    import time
+    from starburst_sdk import Plan
+
+    def slow_square(x, seconds):
+        time.sleep(seconds)
+        return x * x
+
+    plan = Plan(workers=2, cpu=0.25, memory="512MB", idle_timeout=120)
+    futures = [plan.submit(slow_square, i, 30.0) for i in range(6)]
+    print(plan.session_id, flush=True)
+    while not plan.registry.alive():
+        time.sleep(0.1)
+    print("launched", flush=True)
+    time.sleep(600)  # terminated here, mid-run
+""")
+
+
+def test_cloud_client_terminated_stops_its_workers_and_queues(cloud):
+    ecs, sqs = boto3.client("ecs"), boto3.client("sqs")
+    cfg = cloud.config
+    child = subprocess.Popen(
+        [sys.executable, "-c", TERMINATED],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sid = child.stdout.readline().strip()
+        assert child.stdout.readline().strip() == "launched"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    queues = sqs.list_queues(QueueNamePrefix=f"{cfg['queue_prefix']}-{sid}")
+    assert queues.get("QueueUrls", []) == []
+    live = ecs.list_tasks(cluster=cfg["cluster"], desiredStatus="RUNNING")["taskArns"]
+    tasks = (
+        ecs.describe_tasks(cluster=cfg["cluster"], tasks=live)["tasks"] if live else []
+    )
+    assert not [t for t in tasks if t.get("startedBy") == f"starburst-{sid}"]

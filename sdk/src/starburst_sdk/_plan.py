@@ -32,6 +32,8 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
+import signal
 import threading
 import time
 import weakref
@@ -919,6 +921,7 @@ class Plan(Executor):
         self._engine.start()
         self._collector.start()
         _live_plans.add(self)
+        _handle_sigterm()
 
     def _cancel_pending_locked(self) -> None:
         kept: deque[_Item] = deque()
@@ -2129,10 +2132,44 @@ class Plan(Executor):
 _live_plans: weakref.WeakSet[Plan] = weakref.WeakSet()
 
 
+_terminating = False  # SIGTERM arrived while plans ran
+
+
 def _at_exit() -> None:
-    # Like ThreadPoolExecutor: a plan never shut down finishes its work first.
+    # Like ThreadPoolExecutor: a plan never shut down finishes its work first,
+    # unless the process was told to terminate: then its workers are stopped.
     for plan in list(_live_plans):
-        plan.shutdown(wait=True)
+        if _terminating:
+            plan._abort("the client process received SIGTERM")
+        else:
+            plan.shutdown(wait=True)
+
+
+def _handle_sigterm() -> None:
+    """Make SIGTERM (``kill``, ``timeout``, a CI job's cancel) unwind the
+    program like Ctrl-C does, so that its plans stop their workers and delete
+    their queues instead of leaving them to bill. Only where the program keeps
+    Python's default (death without cleanup), from the main thread; with no
+    plan running, the signal does what it did before."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        return
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _terminating
+    if not _live_plans:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _terminating = True
+    log.warning("SIGTERM: stopping the workers of %d plan(s)", len(_live_plans))
+    raise SystemExit(128 + signum)
 
 
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
