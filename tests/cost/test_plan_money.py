@@ -7,7 +7,7 @@ import time
 import boto3
 import pytest
 
-from starburst_sdk import BudgetExceededError, Plan, SessionNotFoundError, _cost
+from starburst_sdk import Plan, SessionNotFoundError, _cost
 from starburst_sdk._session import Registry, registry_key
 
 

@@ -33,8 +33,9 @@ def test_prices_rate_us_east_1_on_demand_spot_and_arm():
 
 
 def test_prices_unknown_region_is_an_error_naming_known_ones():
-    with pytest.raises(ValueError, match="mars-north-1.*us-east-1"):
+    with pytest.raises(ValueError, match="mars-north-1.*us-east-1") as info:
         _cost.rate("mars-north-1")
+    assert "Run `starburst-cli prices refresh`" in str(info.value)
 
 
 def test_prices_unknown_arch_is_an_error():

@@ -6,9 +6,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import shutil
+import socket
 import subprocess
 import sys
+import sysconfig
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -226,6 +231,95 @@ def test_pyproject_without_lock(tmp_path):
     assert (env.kind, env.requirements) == ("pyproject", ("packaging>=24",))
 
 
+def _run_as_script(monkeypatch, script: Path | None) -> None:
+    """Make ``script`` the running ``__main__`` (None: no file, as in a REPL)."""
+    main = types.ModuleType("__main__")
+    if script is not None:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text("print('hi')\n")
+        main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+
+def test_project_is_found_from_the_running_script_not_the_working_dir(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)  # stop the upward search
+    proj = tmp_path / "proj"
+    (proj / ".git").mkdir(parents=True)
+    (proj / "requirements.txt").write_text("packaging==24.2\n")
+    _run_as_script(monkeypatch, proj / "jobs" / "run.py")  # a script in a subdir
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "requirements.txt").write_text("six==1.17.0\n")
+    monkeypatch.chdir(elsewhere)  # cd /tmp && python /path/proj/jobs/run.py
+    with caplog.at_level(logging.INFO, logger="starburst"):
+        env = detect_environment()
+    assert (env.kind, env.root, env.requirements) == (
+        "requirements",
+        proj.resolve(),
+        ("packaging==24.2",),
+    )
+    assert f"the running script {(proj / 'jobs' / 'run.py').resolve()}" in caplog.text
+    assert str((proj / "requirements.txt").resolve()) in caplog.text
+    # An explicit project wins over the script's.
+    assert detect_environment(elsewhere).requirements == ("six==1.17.0",)
+
+
+def test_script_without_a_project_falls_back_to_the_working_dir(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    (tmp_path / "scripts" / ".git").mkdir(parents=True)  # a VCS root: stop there
+    _run_as_script(monkeypatch, tmp_path / "scripts" / "run.py")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "pyproject.toml").write_text(
+        '[project]\nname = "w"\nversion = "1"\ndependencies = ["six"]\n'
+    )
+    monkeypatch.chdir(work)
+    with caplog.at_level(logging.INFO, logger="starburst"):
+        env = detect_environment()
+    assert (env.kind, env.requirements) == ("pyproject", ("six",))
+    assert "the working directory" in caplog.text
+
+
+def test_no_project_anywhere_uses_the_installed_distributions(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    _run_as_script(monkeypatch, None)  # python -c, a REPL, a notebook
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="starburst"):
+        env = detect_environment()
+    assert env.kind == "installed"
+    assert "installed distributions" in caplog.text and str(tmp_path) in caplog.text
+
+
+def test_an_installed_tool_as_main_is_not_the_project(tmp_path, monkeypatch):
+    # pytest, ipykernel or starburst-cli run as __main__ from site-packages or the
+    # interpreter's bin dir: the working dir is the project, as before.
+    tool = Path(sysconfig.get_path("purelib")) / "pytest" / "__main__.py"
+    main = types.ModuleType("__main__")
+    main.__file__ = str(tool)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    if tool.is_file():
+        assert _image._main_script() is None
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+    monkeypatch.chdir(tmp_path)
+    assert detect_environment().requirements == ("six==1.17.0",)
+
+
+def test_a_missing_project_dir_is_an_error_naming_it(tmp_path):
+    missing = tmp_path / "nonexistent"
+    with pytest.raises(ImageError, match=f"project directory {missing} does not"):
+        detect_environment(missing)
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(ImageError, match="not a directory"):
+        detect_environment(tmp_path / "file.txt")
+
+
 def test_build_context_for_a_bare_interpreter(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "home", lambda: tmp_path)  # stop the upward search
     env = detect_environment(tmp_path)
@@ -242,24 +336,116 @@ def test_build_context_for_a_bare_interpreter(tmp_path, monkeypatch):
     assert sum(r.startswith("cloudpickle==") for r in reqs) == 1
 
 
-def test_missing_wheels_are_all_reported_by_name(tmp_path, monkeypatch):
-    def fake(args, dest, python, arch):
-        bad = [a for a in args if a.startswith(("nowheel", "alsobad"))] or ["nowheel"]
-        if "--no-deps" in args and not bad[0].startswith(("nowheel", "alsobad")):
+def _fake_pip(monkeypatch, index):
+    """pip download failing for every name in ``index`` (name -> the versions
+    ``pip index versions`` lists, [] for none), as pip words it."""
+
+    def download(args, dest, python, arch):
+        bad = [a for a in args if a.split("==")[0] in index]
+        if "--no-deps" in args and not bad:
             return subprocess.CompletedProcess(args, 0, "", "")
-        stderr = f"ERROR: No matching distribution found for {bad[0]}\n"
-        if "--no-deps" in args and args[0].startswith("ok"):
-            return subprocess.CompletedProcess(args, 0, "", "")
+        first = bad[0] if bad else next(iter(index))
+        stderr = (
+            f"ERROR: Could not find a version that satisfies the requirement {first} "
+            f"(from versions: none)\nERROR: No matching distribution found for "
+            f"{first}\n"
+        )
         return subprocess.CompletedProcess(args, 1, "", stderr)
 
-    monkeypatch.setattr(_image, "_pip_download", fake)
+    def versions(name, python, arch):
+        found = index[name]
+        return found(python) if callable(found) else found
+
+    monkeypatch.setattr(_image, "_pip_download", download)
+    monkeypatch.setattr(_image, "_index_versions", versions)
+
+
+def test_missing_wheels_are_all_reported_by_name(tmp_path, monkeypatch):
+    _fake_pip(monkeypatch, {"nowheel": ["2", "1"], "alsobad": ["3"]})
     with pytest.raises(ImageError) as info:
         _image.download_wheels(
             ["ok==1", "nowheel==2", "alsobad==3"], tmp_path / "w", "3.11", "x86_64"
         )
     text = str(info.value)
-    assert "nowheel" in text and "alsobad" in text and "ok" not in text.split(":")[1]
-    assert "manylinux wheel" in text
+    assert "for: alsobad, nowheel." in text and "ok" not in text.split(":")[1]
+    assert "manylinux wheel" in text and "no package" not in text
+
+
+def test_unknown_package_and_version_say_so_not_no_wheel(tmp_path, monkeypatch):
+    _fake_pip(
+        monkeypatch,
+        {
+            "this-package-does-not-exist-xq7z": [],
+            "packaging": ["26.0", "25.0", "24.2", "24.1", "24.0", "23.2"],
+            "newonly": lambda python: [] if python else ["2.0"],
+        },
+    )
+    with pytest.raises(ImageError) as info:
+        _image.download_wheels(
+            [
+                "this-package-does-not-exist-xq7z==1.0",
+                "packaging==99.0",
+                "newonly==2.0",
+            ],
+            tmp_path / "w",
+            "3.11",
+            "x86_64",
+        )
+    text = str(info.value)
+    assert (
+        "no package of this name on the index: this-package-does-not-exist-xq7z==1.0"
+        in text
+    )
+    assert "packaging==99.0 (the index has 26.0, 25.0, 24.2, 24.1, 24.0, ...)" in text
+    assert "newonly==2.0 (no release supports Python 3.11)" in text
+    assert "Check the version pin" in text and "manylinux" not in text
+
+
+def test_invalid_requirement_lines_are_quoted(tmp_path, monkeypatch):
+    (tmp_path / "requirements.txt").write_text(
+        "packaging===not a version!!\nsix==1.17.0 \\\n    --hash=sha256:00\n"
+    )
+    env = detect_environment(tmp_path)
+    assert env.requirements == ("six==1.17.0",)  # the --hash option dropped
+    [bad] = env.problems
+    assert bad.fatal and bad.package == "'packaging===not a version!!'"
+    assert "is not a valid requirement (Expected" in str(bad)
+    with pytest.raises(ImageError, match="'packaging===not a version!!': is not a"):
+        _image.ensure_image(config=object(), clients=object(), project_dir=tmp_path)
+
+    # pip's own refusal (a line that reached it) is quoted as pip quoted it.
+    def download(args, dest, python, arch):
+        stderr = (
+            "ERROR: Invalid requirement: 'x===a b': Expected end (from line 1 of "
+            f"{args[-1]})\n"
+        )
+        return subprocess.CompletedProcess(args, 1, "", stderr)
+
+    monkeypatch.setattr(_image, "_pip_download", download)
+    with pytest.raises(ImageError, match="invalid: 'x===a b'. Fix them"):
+        _image.download_wheels(["x===a b"], tmp_path / "w", "3.11", "x86_64")
+
+
+def test_index_versions_reads_pip_index_json(monkeypatch):
+    calls = []
+
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        if cmd[-1] == "nosuch":
+            return subprocess.CompletedProcess(
+                cmd, 1, "", "ERROR: No matching distribution found for nosuch\n"
+            )
+        if cmd[-1] == "offline":
+            return subprocess.CompletedProcess(cmd, 1, "", "ERROR: network down\n")
+        doc = {"name": cmd[-1], "versions": ["2.0", "1.0"], "latest": "2.0"}
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(doc), "")
+
+    monkeypatch.setattr(_image.subprocess, "run", run)
+    assert _image._index_versions("pkg", "3.11", "x86_64") == ["2.0", "1.0"]
+    assert _image._index_versions("nosuch", "3.11", "x86_64") == []
+    assert _image._index_versions("offline", None, "x86_64") is None
+    assert calls[0][3:5] == ["index", "versions"] and "--only-binary" not in calls[0]
+    assert "--python-version" in calls[0] and "--python-version" not in calls[2]
 
 
 def test_unsupported_arch_is_refused():
@@ -333,3 +519,80 @@ def test_fatal_problems_stop_the_build_naming_each_package(monkeypatch, tmp_path
     text = str(info.value)
     assert "a: comes from version control" in text and "\n  b: " in text
     assert "packaging" not in text
+
+
+def _connection_error(text):
+    import requests
+
+    def call():
+        raise requests.ConnectionError(text)
+
+    return call
+
+
+ECR_HOST = "000000000000.dkr.ecr.us-east-1.amazonaws.com"
+DNS = (
+    f"HTTPSConnectionPool(host='{ECR_HOST}', port=443): Max retries exceeded "
+    "(Caused by NameResolutionError(\"Failed to resolve '...' ([Errno -2] Name or "
+    'service not known)"))'
+)
+
+
+def test_registry_that_does_not_resolve_on_the_local_cloud_names_containers(
+    monkeypatch,
+):
+    for key in list(_image.os.environ):
+        if key.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:4566")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "http://127.0.0.1:4566")
+    for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+
+    def no_dns(address, timeout=None):
+        assert address == (ECR_HOST, 443)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(_image.socket, "create_connection", no_dns)
+    registry = _image.RegistryClient(ECR_HOST, "starburst-default", ("AWS", "pw"))
+    started = time.monotonic()
+    with pytest.raises(ImageError) as info:  # at once, not after oras's retries
+        registry._call("listing tags", lambda: pytest.fail("oras was called"))
+    assert time.monotonic() - started < 1
+    text = str(info.value)
+    assert (
+        f"the container registry host {ECR_HOST} does not resolve in DNS "
+        "(listing tags)" in text
+    )
+    assert "(AWS_ENDPOINT_URL_ECR=http://127.0.0.1:4566)" in text
+    assert "process mode has no container registry" in text
+    assert "`starburst-cli local up --containers`" in text
+    # Once probed, a failure of oras's own request is read the same way.
+    with pytest.raises(ImageError, match="does not resolve in DNS"):
+        registry._call("listing tags", _connection_error(DNS))
+
+
+def test_registry_unreachable_in_real_aws_names_the_network(monkeypatch):
+    for key in list(_image.os.environ):
+        if key.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(key)
+    for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+
+    def refused(address, timeout=None):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(_image.socket, "create_connection", refused)
+    registry = _image.RegistryClient(ECR_HOST, "starburst-default", ("AWS", "pw"))
+    with pytest.raises(ImageError) as info:
+        registry._call("listing tags", lambda: pytest.fail("oras was called"))
+    text = str(info.value)
+    assert f"the container registry {ECR_HOST} does not answer" in text
+    assert "check the network" in text and "local cloud" not in text
+    local = _image.RegistryClient("127.0.0.1:5001", "repo", None)
+    with pytest.raises(ImageError, match="local cloud's registry running"):
+        local._call("listing tags", _connection_error("Connection refused"))
+    # Through a proxy only the proxy can tell: no probe.
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    proxied = _image.RegistryClient(ECR_HOST, "starburst-default", ("AWS", "pw"))
+    assert proxied._call("listing tags", lambda: "tags") == "tags"

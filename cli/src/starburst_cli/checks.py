@@ -18,6 +18,7 @@ import typer
 from starburst_sdk import StarburstError
 from starburst_sdk._aws import Clients, error_code
 from starburst_sdk._config import DeploymentConfig, load_config
+from starburst_sdk._image import AUTO
 from starburst_sdk._quota import ON_DEMAND_QUOTA, SPOT_QUOTA
 
 from . import _output as out
@@ -78,10 +79,23 @@ def read_quotas(clients: Clients) -> dict[str, dict[str, Any]]:
     return report
 
 
-def _request(clients: Clients, vcpus: float, spot: bool) -> dict[str, Any]:
-    """File a quota increase, then read its status back."""
+def _request(
+    clients: Clients, vcpus: float, spot: bool, current: float
+) -> dict[str, Any]:
+    """File a quota increase, then read its status back.
+
+    ``current`` is the quota's value now; a request at or below it is refused
+    here, since there is nothing to raise.
+    """
     quotas = clients.service_quotas
     code = SPOT_QUOTA if spot else ON_DEMAND_QUOTA
+    kind = "Spot" if spot else "On-Demand"
+    if vcpus <= current:
+        raise out.fail(
+            f"the Fargate {kind} vCPU quota ({code}) is already {current:g}, at or "
+            f"above the {vcpus:g} requested; nothing to request. Ask for more than "
+            f"{current:g} to raise it"
+        )
     try:
         filed = quotas.request_service_quota_increase(
             ServiceCode="fargate", QuotaCode=code, DesiredValue=float(vcpus)
@@ -116,16 +130,25 @@ def quota(
     spot: Annotated[
         bool,
         typer.Option(
-            "--spot", help="with --request: the Spot quota instead of On-Demand"
+            "--spot",
+            help="with --request: raise the Spot quota instead of the On-Demand one "
+            "(both are always shown)",
         ),
     ] = False,
     as_json: out.AsJson = False,
 ) -> None:
     """Show the Fargate On-Demand and Spot vCPU quotas and their use; file an increase."""
+    if spot and request is None:
+        raise typer.BadParameter(
+            "--spot only picks which quota --request raises (both quotas are always "
+            "shown): add --request VCPUS, or drop --spot",
+            param_hint="--spot",
+        )
     clients = Clients()
     report: dict[str, Any] = {"region": clients.region, **read_quotas(clients)}
     if request is not None:
-        report["request"] = _request(clients, request, spot)
+        current = report["spot" if spot else "on_demand"]["limit"]
+        report["request"] = _request(clients, request, spot, current)
     if as_json:
         out.print_json(report)
         return
@@ -234,11 +257,14 @@ def _network(clients: Clients, cfg: DeploymentConfig) -> str:
 
 
 def _image(clients: Clients, cfg: DeploymentConfig) -> str:
+    """The worker image check: a named ``worker_image`` must be in ECR; with none
+    (or ``auto``) Plan builds or finds the image of the caller's environment."""
     image = cfg.worker_image
-    if not image:
-        raise ValueError(
-            "the deployment names no worker_image: set it in the "
-            "Terraform, or pass Plan(image=...)"
+    if not image or image == AUTO:
+        return (
+            "no worker_image set: the image of your environment is built and "
+            "pushed on the first Plan (or ahead of time with "
+            "`starburst-cli image build`)"
         )
     repo_url = cfg.ecr_repository_url
     if not image.startswith(f"{repo_url}:") and not image.startswith(f"{repo_url}@"):
@@ -253,9 +279,10 @@ def _image(clients: Clients, cfg: DeploymentConfig) -> str:
     except Exception as exc:
         if error_code(exc) in ("ImageNotFoundException", "RepositoryNotFoundException"):
             raise ValueError(
-                f"{image} is not in ECR: build and push the worker image "
-                f"(docker build -f worker/Dockerfile -t {image} . && docker push "
-                f"{image}), or point worker_image at one that exists"
+                f"{image} is not in ECR: build and push this environment's image "
+                "with `starburst-cli image build` and set worker_image to the "
+                "reference it prints, or leave worker_image empty so that Plan "
+                "builds it"
             ) from None
         raise
     return image

@@ -2,11 +2,17 @@
 
 ``build`` finds the image of this environment in the deployment's ECR repository
 by its content-hash tag, or builds and pushes it; ``list`` shows the images there
-and the inputs each was built from.
+and the inputs each was built from. ``build`` reads the project from ``--project``
+or the working directory (``Plan`` starts from the running script's directory);
+its defaults (x86_64, the ``auto`` builder) are ``Plan``'s, so it prebuilds the
+image ``Plan`` uses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -23,31 +29,95 @@ def register(parent: typer.Typer) -> None:
     parent.add_typer(app, name="image")
 
 
+BUILDERS = ("auto", "docker", "oci")
+
+
+def _builder(value: str | None) -> str | None:
+    if value is not None and value.lower() not in BUILDERS:
+        raise typer.BadParameter(
+            f"{value!r} is not a builder; use docker (a Docker engine), oci (no "
+            "engine) or auto (the engine when one answers)"
+        )
+    return value.lower() if value else None
+
+
+def _arch(value: str) -> str:
+    from starburst_sdk._image import normalize_arch
+
+    try:
+        return normalize_arch(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an architecture; use x86_64 (alias amd64) or arm64 "
+            "(alias aarch64), as in Plan(arch=...)"
+        ) from None
+
+
+class _Progress(logging.Handler):
+    """The SDK's ``starburst`` log lines on stderr while a build runs: INFO as
+    progress, WARNING and above prefixed ``warning:``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"warning: {text}"
+        typer.echo(text, err=True)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[None]:
+    logger = logging.getLogger("starburst")
+    handler = _Progress(logging.INFO)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # printed here once, not again by a root handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 @app.command()
 def build(
     deployment: Deployment = "default",
     project: Annotated[
         Path | None,
         typer.Option(
-            help="where to look for uv.lock, poetry.lock, requirements*.txt or "
-            "pyproject.toml [default: the working dir]"
+            help="the project directory: it, or its nearest parent up to a VCS "
+            "root, holding uv.lock, poetry.lock, requirements*.txt or "
+            "pyproject.toml gives the image's packages (with none: this "
+            "interpreter's installed distributions)",
+            show_default="the working dir",
+            exists=True,
+            file_okay=False,
+            resolve_path=True,
         ),
     ] = None,
     base_image: Annotated[
         str | None,
         typer.Option(
             envvar="STARBURST_BASE_IMAGE",
-            help="base image [default: python:<this Python>-slim]",
+            help="base image",
+            show_default="python:<this Python>-slim",
         ),
     ] = None,
     arch: Annotated[
-        str | None, typer.Option(help="x86_64 or arm64 [default: this machine's]")
-    ] = None,
+        str,
+        typer.Option(
+            help="x86_64 or arm64, as Plan(arch=...), whose default is x86_64 too",
+            callback=_arch,
+        ),
+    ] = "x86_64",
     builder: Annotated[
         str | None,
         typer.Option(
             envvar="STARBURST_IMAGE_BUILDER",
             help="docker, oci (no engine needed) or auto",
+            show_default="auto",
+            callback=_builder,
         ),
     ] = None,
     force: Annotated[
@@ -55,20 +125,21 @@ def build(
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Find this environment's worker image in ECR, or build and push it."""
+    """Find this environment's worker image in ECR, or build and push it.
+
+    Progress and warnings (such as packages left out of the image) go to stderr.
+    """
     from starburst_sdk._image import ensure_image
 
-    with errors():
+    with errors(), _progress():
         result = ensure_image(
             deployment=deployment,
-            project_dir=project,
+            project_dir=project or Path.cwd(),
             base_image=base_image,
             arch=arch,
             builder=builder,
             force=force,
         )
-    for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         print_json(
             {
@@ -78,6 +149,7 @@ def build(
                 "built": result.built,
                 "builder": result.builder,
                 "inputs": result.inputs.document(),
+                "warnings": list(result.warnings),
                 "seconds": result.seconds,
             }
         )

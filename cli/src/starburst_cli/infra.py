@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -172,13 +173,58 @@ def _prepare(
     typer.echo(
         f"{Path(binary).name} {tofu.version} in {cwd}, deployment {deployment!r}"
     )
-    try:
-        tofu.init(extra_args=["-input=false"])
-    except RuntimeError as exc:
-        typer.echo(f"init failed: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+    done = subprocess.run(
+        [binary, "init", "-json", "-input=false"],
+        cwd=cwd,
+        env={**os.environ, "TF_IN_AUTOMATION": "1", **env},
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        typer.echo(init_failure(done.stdout, done.stderr), err=True)
+        raise typer.Exit(code=1)
     _workspace(tofu.binary_path, cwd, env, deployment)
     return tofu, env
+
+
+#: How ``init`` says it could not reach the provider registry (or a mirror).
+_UNREACHABLE = re.compile(
+    r"could not connect to \S+|dial tcp|no such host|i/o timeout|"
+    r"TLS handshake timeout|connection refused"
+)
+
+
+def init_failure(stdout: str, stderr: str) -> str:
+    """The message for a failed ``init -json``: the error diagnostics' summary
+    and detail lines only, and the fix when the provider could not be fetched."""
+    lines: list[str] = []
+    for raw in stdout.splitlines():
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        diag = event.get("diagnostic") if isinstance(event, dict) else None
+        if not diag or diag.get("severity", event.get("@level")) != "error":
+            continue
+        lines.append(diag.get("summary") or event.get("@message", ""))
+        lines += [
+            f"  {line}"
+            for line in str(diag.get("detail", "")).splitlines()
+            if line.strip()
+        ]
+    if not lines:  # no JSON diagnostics: Terraform's own words, less its warnings
+        lines = [line for line in stderr.strip().splitlines() if line.strip()][-20:]
+    text = "\n".join(lines) or "(no output)"
+    message = f"error: terraform init failed:\n{text}"
+    if "provider" in text and _UNREACHABLE.search(text):
+        message += (
+            "\nTerraform could not download the AWS provider (hashicorp/aws). "
+            "Check the network (and HTTPS_PROXY), or, with no network, install "
+            "the provider from a mirror: point TF_CLI_CONFIG_FILE at a CLI config "
+            "whose provider_installation block names a filesystem_mirror or "
+            "network_mirror, then run the command again"
+        )
+    return message
 
 
 def _var_args(deployment: str, variables: list[str] | None) -> list[str]:

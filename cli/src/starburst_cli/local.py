@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,9 +26,15 @@ StateDir = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
-        help="state dir [default: $STARBURST_LOCAL_DIR or ~/.starburst/local]",
+        help="state dir",
+        show_default="$STARBURST_LOCAL_DIR or ~/.starburst/local",
     ),
 ]
+
+
+def _where(state_dir: Path | None) -> str:
+    """`` --state-dir X`` when one was given, for the commands a message names."""
+    return f" --state-dir {shlex.quote(str(state_dir))}" if state_dir else ""
 
 
 def _local() -> Any:
@@ -40,7 +48,15 @@ def _local() -> Any:
     return starburst_local
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, state_dir: Path | None = None) -> typer.Exit:
+    """Print ``message`` to stderr, each ```starburst-cli local ...``` command in
+    it naming ``state_dir``; return the ``Exit`` for the caller to raise."""
+    if state_dir is not None:
+        message = re.sub(
+            r"`starburst-cli local (\w+)((?:(?!--state-dir)[^`])*)`",
+            lambda m: f"`starburst-cli local {m[1]}{_where(state_dir)}{m[2]}`",
+            message,
+        )
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
 
@@ -107,7 +123,7 @@ def up(
             containers=containers,
         )
     except Exception as exc:
-        raise _fail(f"the local cloud did not start: {exc}") from None
+        raise _fail(f"the local cloud did not start: {exc}", state_dir) from None
     typer.echo(
         f"local cloud up in {time.monotonic() - started:.1f} s: LocalStack on "
         f"{state.localstack_url}, runner on {state.runner_url}, deployment "
@@ -119,8 +135,7 @@ def up(
             f"registry {state.containers['registry_address']} (the deployment's ECR "
             "repository); Plan builds the worker image of the environment it runs in."
         )
-    where = f" --state-dir {state_dir}" if state_dir else ""
-    typer.echo(f'Use it with: eval "$(starburst-cli local env{where})"')
+    typer.echo(f'Use it with: eval "$(starburst-cli local env{_where(state_dir)})"')
 
 
 @app.command()
@@ -130,7 +145,7 @@ def down(state_dir: StateDir = None) -> None:
     try:
         ran = local.down(state_dir)
     except Exception as exc:
-        raise _fail(f"stopping the local cloud failed: {exc}") from None
+        raise _fail(f"stopping the local cloud failed: {exc}", state_dir) from None
     typer.echo("local cloud stopped." if ran else "the local cloud was not running.")
 
 
@@ -144,11 +159,14 @@ def status(
     try:
         report = local.status(state_dir)
     except Exception as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), state_dir) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     elif "localstack" not in report:
-        typer.echo(f"the local cloud is not running (state dir {report['state_dir']}).")
+        typer.echo(
+            f"the local cloud is not running (state dir {report['state_dir']}); "
+            f"start it with `starburst-cli local up{_where(state_dir)}`."
+        )
     else:
         for name in ("localstack", "runner"):
             part = report[name]
@@ -182,9 +200,10 @@ def env(state_dir: StateDir = None) -> None:
     try:
         state = local.read_state(state_dir)
     except Exception as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), state_dir) from None
     if state is None:
         raise _fail(
-            "the local cloud is not running; start it with `starburst-cli local up`"
+            "the local cloud is not running; start it with "
+            f"`starburst-cli local up{_where(state_dir)}`"
         )
     typer.echo(local.export_lines(state.env))

@@ -20,8 +20,13 @@ app = typer.Typer(
     help="The Fargate price table: show it, refresh it from AWS.", no_args_is_help=True
 )
 
-#: The regions the Pricing API answers in.
+#: The region whose Pricing API endpoint is asked (it also answers in ap-south-1).
 PRICING_REGION = "us-east-1"
+#: The Pricing API lives in real AWS only; the local cloud does not serve it.
+_WHERE = (
+    "the AWS Pricing API is served by real AWS only (endpoints in us-east-1 and "
+    "ap-south-1), not by the local cloud"
+)
 
 
 def _pricing_client() -> Any:
@@ -37,16 +42,47 @@ def refresh(
         Path | None,
         typer.Option(
             "--output",
-            help="where to write it [default: $STARBURST_PRICES or "
-            "~/.starburst/fargate_prices.json, which the SDK reads first]",
+            help="where to write it (the SDK reads it first)",
+            show_default="$STARBURST_PRICES or ~/.starburst/fargate_prices.json",
         ),
     ] = None,
 ) -> None:
-    """Rebuild the price table from the AWS Pricing API and save it for the SDK."""
+    """Rebuild the price table from the AWS Pricing API and save it for the SDK.
+
+    Needs real AWS credentials allowed pricing:GetProducts and network access to
+    the Pricing API (us-east-1); the local cloud does not serve it.
+    """
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    kept = "the bundled table stays in use"
     try:
         table = _cost.refresh_prices(_pricing_client())
     except ValueError as exc:
-        raise out.fail(f"{exc}; the bundled table stays in use") from None
+        raise out.fail(f"{exc}; {kept}") from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+        url = exc.kwargs.get("endpoint_url", "the AWS Pricing API")
+        raise out.fail(
+            f"cannot reach {url}: check the network (and HTTPS_PROXY); {_WHERE}. "
+            f"Until it works, {kept}"
+        ) from None
+    except NoCredentialsError:
+        raise out.fail(
+            "no AWS credentials for the Pricing API: configure real ones (aws "
+            f"configure, AWS_PROFILE) allowed pricing:GetProducts; {_WHERE}. Until "
+            f"then, {kept}"
+        ) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise out.fail(
+            f"the AWS Pricing API refused GetProducts ({code}): it needs real AWS "
+            f"credentials allowed pricing:GetProducts; {_WHERE}. Until then, {kept}"
+        ) from None
     path = _cost.write_prices(table, output)
     typer.echo(
         f"wrote {len(table['regions'])} region(s) of Fargate prices "

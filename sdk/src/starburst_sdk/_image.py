@@ -56,6 +56,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -198,13 +199,14 @@ def detect_environment(
                 "directory; pass the directory that holds the project's uv.lock, "
                 "poetry.lock, requirements*.txt or pyproject.toml"
             )
-        starts = [("the given project directory", start.resolve())]
+        starts = [(f"the project directory {start}", start.resolve())]
     else:
         starts = []
         script = _main_script()
         if script is not None:
             starts.append((f"the running script {script}", script.parent))
-        starts.append(("the working directory", Path.cwd().resolve()))
+        cwd = Path.cwd().resolve()
+        starts.append((f"the working directory {cwd}", cwd))
     for why, first in starts:
         found = _find_project(first)
         if found is not None:
@@ -721,6 +723,7 @@ class RegistryClient:
         )
         if credentials:
             self._oras.auth.set_basic_auth(*credentials)
+        self._probed = False
 
     def _container(self, reference: str) -> Any:
         sep = "@" if reference.startswith("sha256:") else ":"
@@ -732,6 +735,7 @@ class RegistryClient:
         """``fn(*args, **kwargs)``, with the client's failures as :class:`ImageError`."""
         import requests
 
+        self._probe(what)
         try:
             return fn(*args, **kwargs)
         except requests.ConnectionError as exc:
@@ -749,6 +753,31 @@ class RegistryClient:
             raise ImageError(
                 f"{what} on {self.host}/{self.repository} failed: {text}"
             ) from None
+
+    def _probe(self, what: str) -> None:
+        """Fail at once, saying why, when the registry's host does not resolve or
+        take a connection: oras retries a failed request for about two minutes.
+        Skipped when a proxy carries the requests (only the proxy can tell)."""
+        if self._probed:
+            return
+        self._probed = True
+        from urllib.parse import urlsplit
+
+        import requests.utils
+
+        url = f"{self._oras.prefix}://{self.host}/"
+        if requests.utils.get_environ_proxies(url):
+            return
+        parts = urlsplit(url)
+        try:
+            port = parts.port or (80 if parts.scheme == "http" else 443)
+        except ValueError:
+            return  # not host[:port]: oras says what is wrong with it
+        try:
+            with socket.create_connection((parts.hostname or self.host, port), 10):
+                pass
+        except OSError as exc:
+            raise ImageError(_unreachable(self.host, what, exc)) from None
 
     def manifest_digest(self, reference: str) -> str | None:
         """The digest of ``reference`` (a tag), or None if the repository lacks it."""
@@ -895,7 +924,7 @@ def _unreachable(host: str, what: str, exc: BaseException) -> str:
             f"the container registry {host} does not answer ({what}); is the local "
             "cloud's registry running? `starburst-cli local status` says"
         )
-    unresolved = any(
+    unresolved = isinstance(exc, socket.gaierror) or any(
         s in text
         for s in (
             "NameResolutionError",
@@ -908,25 +937,26 @@ def _unreachable(host: str, what: str, exc: BaseException) -> str:
         )
     )
     problem = (
-        f"the container registry host {name} does not resolve (DNS)"
+        f"the container registry host {name} does not resolve in DNS ({what})"
         if unresolved
-        else f"the container registry {host} does not answer"
+        else f"the container registry {host} does not answer ({what})"
     )
     local = sorted(
-        key
+        (key not in ("AWS_ENDPOINT_URL_ECR", "AWS_ENDPOINT_URL"), key)
         for key, value in os.environ.items()
         if key.startswith("AWS_ENDPOINT_URL") and _loopback_url(value)
     )
     if local:
+        key = local[0][1]
         return (
-            f"{problem} ({what}). This shell's AWS endpoints point at the local "
-            f"cloud ({local[0]}={os.environ[local[0]]}), whose process mode has no "
+            f"{problem}. This shell's AWS endpoints point at the local cloud "
+            f"({key}={os.environ[key]}), whose process mode has no "
             "container registry (its tasks run as local processes, and its ECR "
             "repository URL is a name only); `starburst-cli local up --containers` "
             "starts a local cloud with one"
         )
     return (
-        f"{problem} ({what}): check the network (and HTTPS_PROXY) and that the "
+        f"{problem}: check the network (and HTTPS_PROXY) and that the "
         "deployment's ECR repository is in the region this shell uses"
     )
 
