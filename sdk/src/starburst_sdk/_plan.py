@@ -265,8 +265,14 @@ class Plan(Executor):
 
     A ``Plan`` is a ``concurrent.futures.Executor``: ``submit`` and ``map``
     return ordinary futures, so ``as_completed``, ``wait`` and ``with`` work as
-    with a ``ProcessPoolExecutor``. Nothing is created in AWS until the first
-    ``submit``; ``shutdown`` deletes the session's queues and stops its workers.
+    with a ``ProcessPoolExecutor``. Constructing one reads the deployment's
+    config and, when no worker image is given or configured, finds (or builds
+    and pushes) the image of this environment in ECR; the session itself
+    (queues, task definition, workers) is created at the first ``submit``.
+    ``shutdown`` deletes the session's queues and stops its workers. Leaving
+    the ``with`` block on an exception (or Ctrl-C, or SIGTERM) does not wait
+    for the work as ``ProcessPoolExecutor`` does: it stops the workers, and
+    the unfinished futures fail with ``StarburstError``.
 
     Args:
         workers: the most Fargate tasks to run at once.
@@ -290,7 +296,7 @@ class Plan(Executor):
             leaks); ``0`` for no limit. With a limit, a task object carries
             one call unless ``chunksize`` says otherwise.
         vcpu_quota: the Fargate vCPU quota to assume when the Service Quotas API
-            cannot be read; default 32.
+            cannot be read (default 32); when it can, the lower of the two.
         environment: extra environment variables for the workers.
         spot: run the workers on Fargate Spot (``FARGATE_SPOT``): cheaper, but
             AWS may reclaim a worker, whose task then runs again elsewhere.
@@ -301,7 +307,9 @@ class Plan(Executor):
         max_cost: a budget in US dollars. No worker is launched whose
             one-minute minimum would take the spend past it, and when the
             spend reaches it the workers are stopped and every unfinished
-            future fails with ``BudgetExceededError``.
+            future fails with ``BudgetExceededError``. A detached plan's
+            workers each get a share of it and stop taking tasks once their
+            share is spent, with no client needed.
         detach: send every task up front, and on shutdown leave the queues
             and workers running (they exit when the queue stays empty for
             ``idle_timeout``). The session id is logged (INFO, logger
@@ -311,8 +319,13 @@ class Plan(Executor):
             ``StarburstError`` naming the session.
 
     Raises:
-        ValueError, TypeError: an argument is out of range or of the wrong type.
-        ConfigError: the deployment's config document is missing or invalid.
+        ValueError, TypeError: an argument is out of range or of the wrong type,
+            or ``max_cost`` is below one worker's one-minute minimum.
+        ConfigError: the deployment's config document is missing or invalid, or
+            the deployment is in another region than the plan.
+        ImageError: the worker image of this environment could not be found
+            or built (a package without a Linux wheel, no Docker engine and no
+            registry access, ...).
     """
 
     def __init__(
@@ -796,6 +809,7 @@ class Plan(Executor):
         plan = cls.__new__(cls)
         plan._init_state(clients, config, settings, registry)
         plan._attached = True
+        plan._counters.wave = max((w.wave for w in registry.all()), default=0)
         ids = list(registry.task_ids)
         for task_id, n in zip(ids, registry.task_sizes, strict=True):
             fs: list[Future] = [Future() for _ in range(n)]
