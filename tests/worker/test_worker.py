@@ -1,6 +1,12 @@
 """The worker loop, in process, against moto's S3 and SQS."""
 
 import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
 
 import boto3
 import msgpack
@@ -123,7 +129,12 @@ def test_worker_handle_writes_result_deletes_message_and_claims(wenv):
         )["Body"].read()
     )
     assert claim["held"] == [
-        {"task_id": "00000001", "attempt": 1, "receipt": message["ReceiptHandle"]}
+        {
+            "task_id": "00000001",
+            "attempt": 1,
+            "receipt": message["ReceiptHandle"],
+            "running": True,
+        }
     ]
     assert wenv.worker.tasks_done == 1
 
@@ -212,8 +223,6 @@ def test_worker_run_max_tasks_exits_after_n(aws_env):
 
 
 def test_worker_item_timeout_raises_timeout_error(aws_env):
-    import time
-
     def slow(x):
         time.sleep(30)
         return x
@@ -244,3 +253,251 @@ def test_worker_settings_visibility_has_a_floor():
         }
     )
     assert s.visibility == 5 and s.idle_timeout == 60 and s.max_tasks == 0
+
+
+# -- per-call timeout ---------------------------------------------------------
+
+
+def swallows_exceptions(x):
+    try:  # noqa: SIM105 (the user code under test)
+        time.sleep(5)
+    except Exception:
+        pass
+    time.sleep(5)
+    return x
+
+
+def swallows_everything(x):
+    for _ in range(3):
+        try:  # noqa: SIM105 (the user code under test)
+            time.sleep(2)
+        except BaseException:
+            pass
+    return x
+
+
+def test_worker_item_timeout_is_not_swallowed_by_except_exception(aws_env):
+    with mock_aws():
+        env = Env(STARBURST_ITEM_TIMEOUT="0.5")
+        env.put_task("00000031", swallows_exceptions, [(1,)])
+        t0 = time.monotonic()
+        env.worker.handle(env.receive())
+        assert time.monotonic() - t0 < 1.0  # 2x the limit
+        _, (outcome,) = env.outcomes("00000031")
+        assert not outcome.ok and outcome.error_type == "builtins.TimeoutError"
+        assert outcome.error_text == "the call ran past Plan(timeout=0.5 s)"
+        assert isinstance(outcome.value(), TimeoutError)
+        assert "time.sleep(5)" in outcome.traceback  # where it was interrupted
+
+
+def test_worker_item_timeout_fires_again_until_the_call_returns(aws_env):
+    with mock_aws():
+        env = Env(STARBURST_ITEM_TIMEOUT="0.3")
+        env.put_task("00000032", swallows_everything, [(1,)])
+        t0 = time.monotonic()
+        env.worker.handle(env.receive())
+        assert time.monotonic() - t0 < 0.3 + 3 * worker_mod.REFIRE + 0.5
+        _, (outcome,) = env.outcomes("00000032")
+        # It returned, having caught all three interruptions: still a timeout.
+        assert not outcome.ok and outcome.error_type == "builtins.TimeoutError"
+
+
+def test_worker_timer_raises_only_inside_the_call():
+    timer = worker_mod._Timer(1.0)
+    timer._armed = True
+    # Handled in the worker's own code (the call has returned): no exception.
+    timer._fire(signal.SIGALRM, sys._getframe())
+    assert timer.fired
+    with pytest.raises(worker_mod._Timeout):
+        worker_mod._call(lambda: timer._fire(signal.SIGALRM, sys._getframe()), (), {})
+    timer.disarm()
+    timer._fire(signal.SIGALRM, sys._getframe())  # disarmed: a pending one is a no-op
+
+
+def test_worker_run_goes_on_after_a_timed_out_task(aws_env):
+    with mock_aws():
+        env = Env(STARBURST_ITEM_TIMEOUT="0.3")
+        env.put_task("00000033", swallows_everything, [(1,)])
+        env.put_task("00000034", double, [(4,)])
+        assert env.worker.run() == 0
+        assert env.worker.tasks_done == 2
+        assert env.outcomes("00000033")[1][0].error_type == "builtins.TimeoutError"
+        assert env.outcomes("00000034")[1][0].value() == 8
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+# -- the claim ----------------------------------------------------------------
+
+
+def read_claim_once_two_are_held(x):
+    """Run by the worker: the claim once it lists two held tasks, one running.
+
+    The receive of the second task may write a claim from before the first was
+    marked running; the claim thread's write follows within milliseconds.
+    """
+    s3 = boto3.client("s3", region_name=REGION)
+    key = worker_mod.claim_key(PREFIX, SESSION, "w1")
+    deadline = time.monotonic() + 2
+    while True:
+        held = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        settled = len(held["held"]) == 2 and any(h.get("running") for h in held["held"])
+        if settled or time.monotonic() > deadline:
+            return held["held"]
+        time.sleep(0.02)
+
+
+def test_worker_claim_marks_only_the_running_task(wenv):
+    wenv.put_task("00000041", read_claim_once_two_are_held, [(0,)])
+    wenv.put_task("00000042", double, [(1,)])
+    assert wenv.worker.run() == 0
+    held = wenv.outcomes("00000041")[1][0].value()
+    assert sorted(h["task_id"] for h in held) == ["00000041", "00000042"]
+    assert [h["task_id"] for h in held if h.get("running")] == ["00000041"]
+    assert all(set(h) == {"task_id", "attempt", "receipt", "running"} for h in held)
+
+
+def test_worker_message_gets_its_full_window_only_once_claimed(wenv):
+    calls = []
+
+    def record(what):
+        return lambda params, **kw: calls.append((what, dict(params)))
+
+    wenv.sqs.meta.events.register(
+        "provide-client-params.sqs.ReceiveMessage", record("receive")
+    )
+    wenv.sqs.meta.events.register(
+        "provide-client-params.sqs.ChangeMessageVisibility", record("visibility")
+    )
+    wenv.s3.meta.events.register("provide-client-params.s3.PutObject", record("put"))
+    wenv.put_task("00000043", double, [(1,)])
+    assert wenv.worker.run() == 0
+
+    (receive,) = [p for what, p in calls if what == "receive"][:1]
+    # A dead worker's pending receive would hide the message this long only.
+    assert receive["VisibilityTimeout"] == worker_mod.RECEIVE_VISIBILITY < 60
+    claim = worker_mod.claim_key(PREFIX, SESSION, "w1")
+    claimed = next(
+        i
+        for i, (what, p) in enumerate(calls)
+        if what == "put" and p["Key"] == claim and b"00000043" in p["Body"]
+    )
+    extended = next(
+        i
+        for i, (what, p) in enumerate(calls)
+        if what == "visibility" and p["VisibilityTimeout"] == 60
+    )
+    assert claimed < extended
+
+
+# -- budget deadline ----------------------------------------------------------
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_worker_stop_at_finishes_running_task_and_releases_prefetched(aws_env, caplog):
+    with mock_aws():
+        env = Env(STARBURST_STOP_AT=str(time.time() + 0.4), STARBURST_IDLE_TIMEOUT="1")
+        env.put_task("00000051", nap, [(0.8,)])
+        env.put_task("00000052", double, [(1,)])
+        env.put_task("00000053", double, [(2,)])
+        with caplog.at_level(logging.INFO, logger="starburst.worker"):
+            assert env.worker.run() == 0
+        assert env.outcomes("00000051")[1][0].value() == 0.8
+        assert not env.has_result("00000052") and not env.has_result("00000053")
+        assert env.queue_depth() == (2, 0)  # the prefetched one is visible again
+        assert env.worker.tasks_done == 1
+        (line,) = [r.getMessage() for r in caplog.records if "deadline" in r.message]
+        assert "stopped at its budget deadline" in line
+        assert "released 1 task(s)" in line and "after 1 tasks" in line
+
+
+def test_worker_stop_at_in_the_past_takes_no_task(aws_env):
+    with mock_aws():
+        env = Env(STARBURST_STOP_AT=str(time.time() - 1), STARBURST_IDLE_TIMEOUT="1")
+        env.put_task("00000054", double, [(1,)])
+        assert env.worker.run() == 0
+        assert env.worker.tasks_done == 0 and not env.has_result("00000054")
+        assert env.queue_depth() == (1, 0)
+
+
+# -- main: SIGTERM and logging ------------------------------------------------
+
+
+@pytest.fixture
+def main_env(aws_env, monkeypatch):
+    """Run ``worker.main()`` in this process; put back what it changes."""
+    sigterm = signal.getsignal(signal.SIGTERM)
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers)
+    levels = {n: logging.getLogger(n).level for n in ("botocore", "boto3", "urllib3")}
+    monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4", raising=False)
+    with mock_aws():
+        env = Env()
+        for key, value in {
+            "STARBURST_BUCKET": BUCKET,
+            "STARBURST_PREFIX": PREFIX,
+            "STARBURST_SESSION": SESSION,
+            "STARBURST_QUEUE_URL": env.url,
+            "STARBURST_IDLE_TIMEOUT": "2",
+        }.items():
+            monkeypatch.setenv(key, value)
+        yield env
+        for t in threading.enumerate():  # no receive outlives the mock
+            if t.name.startswith("starburst-"):
+                t.join(timeout=3)
+    signal.signal(signal.SIGTERM, sigterm)
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def sigterm_once_handled():
+    """SIGTERM this process once the worker's handler is in place."""
+    deadline = time.monotonic() + 2
+    while signal.getsignal(signal.SIGTERM) is not worker_mod._on_sigterm:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_worker_main_sigterm_with_nothing_running_says_so(main_env, capsys):
+    threading.Thread(target=sigterm_once_handled, daemon=True).start()
+    assert worker_mod.main() == 143
+    out = capsys.readouterr().out
+    assert "stopped by SIGTERM with no task running or held" in out
+    assert "running task" not in out
+
+
+def test_worker_main_sigterm_names_the_running_task(main_env, capsys):
+    main_env.put_task("00000061", stop_now, [(1,)])
+    assert worker_mod.main() == 143
+    out = capsys.readouterr().out
+    assert "stopped by SIGTERM; the running task 00000061 was released for retry" in out
+    assert main_env.queue_depth() == (1, 0)
+
+
+def test_worker_main_keeps_aws_libraries_at_warning(main_env):
+    logging.getLogger().setLevel(logging.DEBUG)
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    assert worker_mod.main() == 0  # idles out
+    for name in ("botocore", "boto3", "urllib3"):
+        assert logging.getLogger(name).level == logging.WARNING
+    assert logging.getLogger("starburst.worker").isEnabledFor(logging.INFO)
+
+
+def test_worker_sigterm_line_counts_released_tasks():
+    held = worker_mod.Held("00000070", 1, "r")
+    assert worker_mod._sigterm_line(held, 2) == (
+        "stopped by SIGTERM; the running task 00000070 was released for retry, "
+        "with 1 other held task(s)"
+    )
+    assert worker_mod._sigterm_line(None, 1) == (
+        "stopped by SIGTERM with no task running; released 1 held task(s) for retry"
+    )
