@@ -2,6 +2,7 @@
 worker that never starts, one killed for memory, one that stops cleanly
 without its result."""
 
+import json
 import time
 
 import boto3
@@ -9,7 +10,7 @@ import pytest
 
 from starburst_sdk import Plan, ResultMissingError, WorkerLostError, _plan
 from starburst_worker import envelope
-from starburst_worker.worker import result_key
+from starburst_worker.worker import claim_key, result_key
 
 from .faultkit import OOM_REASON, REGION, Puppet, settings_of
 
@@ -176,3 +177,29 @@ def test_stop_description_says_memory_only_when_ecs_does():
     assert "memory=2048 MiB" in oom
     spot = _stop_description(stopped(exit_code=137, stop_code="SpotInterruption"), 2048)
     assert "Spot" in spot and "memory=" not in spot
+
+
+def test_worker_killed_before_its_claim_says_running_charges_the_first(puppet_cloud):
+    _, fargate = puppet_cloud
+
+    def dies_at_once(p, task):
+        held = p.hold_many(task, 1)  # its claim still marks nothing running
+        assert held[0]["running"] is True
+        s = settings_of(task)
+        boto3.client("s3", region_name=REGION).put_object(
+            Bucket=s.bucket,
+            Key=claim_key(s.prefix, s.session, task.task_arn.rsplit("/", 1)[-1]),
+            Body=json.dumps(
+                {"worker": task.task_arn, "held": [{**held[0], "running": False}]}
+            ).encode(),
+        )
+        Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
+
+    puppet = Puppet(fargate, dies_at_once)
+    try:
+        with Plan(workers=1, max_attempts=2, idle_timeout=1) as plan:
+            exc = plan.submit(square, 9).exception(timeout=60)
+    finally:
+        puppet.close()
+    assert isinstance(exc, WorkerLostError) and "2 time(s)" in str(exc)
+    assert len(puppet.seen) == 2  # one worker per attempt, no more

@@ -54,3 +54,23 @@ def test_local_modules_and_their_local_imports_travel_by_value(tmp_path):
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().strip() == "[14, 21, 'metre']"
+
+
+def test_remote_traceback_gets_the_local_source_lines(tmp_path):
+    from starburst_sdk._plan import _with_local_source
+
+    src = tmp_path / "mine.py"
+    src.write_text("def f(x):\n    return 1 / x\n")
+    remote = (
+        "Traceback (most recent call last):\n"
+        '  File "/opt/starburst/site-packages/starburst_worker/worker.py", line 9, '
+        "in _call\n"
+        "    return fn(*args, **kwargs)\n"
+        f'  File "{src}", line 2, in f\n'
+        "ZeroDivisionError: division by zero\n"
+    )
+    lines = _with_local_source(remote).splitlines()
+    assert lines[3] == f'  File "{src}", line 2, in f'
+    assert lines[4] == "    return 1 / x"
+    assert lines[2] == "    return fn(*args, **kwargs)"  # not doubled
+    assert lines[5] == "ZeroDivisionError: division by zero"

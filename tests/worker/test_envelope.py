@@ -314,3 +314,20 @@ def test_envelope_describe_unpicklable_looks_into_closures():
 def test_envelope_python_minor():
     assert envelope.python_minor("3.11.7") == "3.11"
     assert envelope.python_minor("3.12") == "3.12"
+
+
+def test_envelope_function_pickled_by_value_keeps_its_file_name(tmp_path, monkeypatch):
+    import importlib
+
+    import cloudpickle
+
+    (tmp_path / "byvalue_mod.py").write_text("def where():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("byvalue_mod")
+    cloudpickle.register_pickle_by_value(mod)
+    try:
+        back = pickle.loads(envelope.dumps(mod.where))
+    finally:
+        cloudpickle.unregister_pickle_by_value(mod)
+    assert back.__code__.co_filename == str(tmp_path / "byvalue_mod.py")
+    assert back() == 1

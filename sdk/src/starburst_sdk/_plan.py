@@ -30,9 +30,11 @@ outside the lock, because completing a future runs user callbacks.
 from __future__ import annotations
 
 import itertools
+import linecache
 import logging
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -1522,8 +1524,21 @@ class Plan(Executor):
         with self._lock:  # for the dead-letter queue's error, if it comes to that
             self._counters.last_stop_reason = reason
         claim = self._read_claim(worker)
-        for held in (claim or {}).get("held", []):
-            self._recover(worker, held, reason)
+        with self._lock:
+            inflight = set(self._inflight)
+        held = [
+            h
+            for h in (claim or {}).get("held", [])
+            if h.get("task_id") in inflight and not self._result_exists(h["task_id"])
+        ]
+        # The claim is rewritten when a task starts running, off the thread
+        # that runs it: a worker killed at once (a call that allocates too
+        # much) may leave a claim that marks none of its unfinished tasks as
+        # running. It was running the first it received, then.
+        if held and not any(h.get("running", True) for h in held):
+            held[0] = {**held[0], "running": True}
+        for h in held:
+            self._recover(worker, h, reason)
 
     def _recover(self, worker: WorkerRecord, held: dict[str, Any], reason: str) -> None:
         """Retry (or, out of attempts, fail) a task a lost worker held."""
@@ -2313,11 +2328,34 @@ def _rebuild_exception(
             outcome.traceback or "",
         )
     if outcome.traceback:
-        exc.__cause__ = RemoteTraceback(outcome.traceback)
+        exc.__cause__ = RemoteTraceback(_with_local_source(outcome.traceback))
     exc.add_note(
         f"raised in starburst task {task_id} on worker {worker} (attempt {attempt})"
     )
     return exc
+
+
+_FRAME = re.compile(r'^(\s*)File "([^"]+)", line (\d+), in ')
+
+
+def _with_local_source(tb_text: str) -> str:
+    """A remote traceback with the source lines the worker could not show:
+    frames in this machine's files (the user's own modules travel by value,
+    so the worker has no copy of them) get their line, as a local one would."""
+    lines = tb_text.splitlines()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        m = _FRAME.match(line)
+        if not m:
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if following.startswith(m.group(1) + "  ") and not _FRAME.match(following):
+            continue  # the worker had the source
+        source = linecache.getline(m.group(2), int(m.group(3))).strip()
+        if source:
+            out.append(f"{m.group(1)}  {source}")
+    return "\n".join(out) + ("\n" if tb_text.endswith("\n") else "")
 
 
 def _launch_failure_kind(failure: dict[str, Any]) -> str:

@@ -30,6 +30,8 @@ import io
 import pickle
 import sys
 import traceback as tb_module
+import types
+from collections import ChainMap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,8 +89,36 @@ def digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+_CLOUDPICKLE_CODE_REDUCE = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, keeping its file name.
+
+    cloudpickle writes ``<dynamic-code>`` as the file of every function it
+    pickles by value (the user's own modules, ``__main__``), for payloads that
+    do not depend on paths; a remote traceback would then name no file. The
+    real name costs a few bytes and lets the traceback say where the user's
+    code is (the client adds the source lines, which the worker lacks).
+    """
+    ctor, args, *rest = _CLOUDPICKLE_CODE_REDUCE(code)
+    args = tuple(
+        code.co_filename if isinstance(a, str) and a == "<dynamic-code>" else a
+        for a in args
+    )
+    return (ctor, args, *rest)
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap(
+        {types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table
+    )
+
+
 def dumps(obj: Any) -> bytes:
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
 
 
 def qualified_name(fn: Any) -> str:
