@@ -447,6 +447,14 @@ def machine() -> str:
     )
 
 
+def _ratio(x: float) -> str:
+    """0.048×, 1.00×, 6.89×, 21×: whole numbers from 10, else two decimals
+    (two significant digits below 0.1)."""
+    if x < 0.1:
+        return f"{x:.2g}×"
+    return f"{x:.2f}×" if x < 10 else f"{x:,.0f}×"
+
+
 def fmt_rate(n: int, seconds: float | None) -> str:
     return "–" if not seconds else f"{n / seconds:,.0f}"
 
@@ -555,7 +563,7 @@ def report(
             f"{r:,.0f}" + (f" ({k:,} tasks)" if k != count else "") if r else "–"
             for r, k in zip(rates, counts, strict=True)
         ]
-        vs = [f"{rates[0] / r:.1f}×" if r else "–" for r in (rates[2], rates[3])]
+        vs = [_ratio(rates[0] / r) if r else "–" for r in (rates[2], rates[3])]
         L.append(
             f"| {count:,} {case} | " + " | ".join(cells) + " | " + " | ".join(vs) + " |"
         )
