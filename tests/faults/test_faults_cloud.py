@@ -127,20 +127,30 @@ def test_cloud_shutdown_cancel_futures_stops_every_worker(cloud):
     assert tasks and all(t["desiredStatus"] == "STOPPED" for t in tasks)
 
 
-CLIENT = textwrap.dedent("""
-    import sys, time
-    from starburst_sdk import Plan
+def client_script(*, idle_timeout: float, seconds: float, calls: int, then: str) -> str:
+    """A client that submits ``calls`` calls sleeping ``seconds``, prints its
+    session id, runs ``then`` (one line), prints "ready" and waits to be
+    stopped by the test."""
+    return textwrap.dedent(f"""
+        import time
+        from starburst_sdk import Plan
 
-    def slow_square(x, seconds):
-        time.sleep(seconds)
-        return x * x
+        def slow_square(x, seconds):
+            time.sleep(seconds)
+            return x * x
 
-    plan = Plan(workers=2, cpu=0.25, memory="512MB", idle_timeout=5)
-    futures = [plan.submit(slow_square, i, 1.0) for i in range(4)]
-    print(plan.session_id, flush=True)
-    futures[0].result(timeout=120)
-    time.sleep(600)  # killed here, mid-run
-""")
+        plan = Plan(workers=2, cpu=0.25, memory="512MB", idle_timeout={idle_timeout})
+        futures = [plan.submit(slow_square, i, {seconds}) for i in range({calls})]
+        print(plan.session_id, flush=True)
+        {then}
+        print("ready", flush=True)
+        time.sleep(600)  # stopped here, mid-run
+    """)
+
+
+CLIENT = client_script(
+    idle_timeout=5, seconds=1.0, calls=4, then="futures[0].result(timeout=120)"
+)
 
 
 @pytest.mark.slow
@@ -188,22 +198,12 @@ def test_cloud_client_killed_workers_idle_out_and_attach_collects(cloud):
     assert values == [0, 1, 4, 9]
 
 
-TERMINATED = textwrap.dedent("""
-    import time
-    from starburst_sdk import Plan
-
-    def slow_square(x, seconds):
-        time.sleep(seconds)
-        return x * x
-
-    plan = Plan(workers=2, cpu=0.25, memory="512MB", idle_timeout=120)
-    futures = [plan.submit(slow_square, i, 30.0) for i in range(6)]
-    print(plan.session_id, flush=True)
-    while not plan.registry.alive():
-        time.sleep(0.1)
-    print("launched", flush=True)
-    time.sleep(600)  # terminated here, mid-run
-""")
+TERMINATED = client_script(
+    idle_timeout=120,
+    seconds=30.0,
+    calls=6,
+    then="while not plan.registry.alive(): time.sleep(0.1)",
+)
 
 
 def test_cloud_client_terminated_stops_its_workers_and_queues(cloud):
@@ -217,7 +217,7 @@ def test_cloud_client_terminated_stops_its_workers_and_queues(cloud):
     )
     try:
         sid = child.stdout.readline().strip()
-        assert child.stdout.readline().strip() == "launched"
+        assert child.stdout.readline().strip() == "ready"  # workers launched
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=60) == 128 + signal.SIGTERM
     finally:

@@ -85,6 +85,20 @@ def _project(root: Path, pin: str) -> Path:
     return root
 
 
+def run_user_script(proj: Path, env: dict[str, str]) -> tuple[dict, str]:
+    """Run the project's script.py as the user would; -> (its RESULT, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=proj,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.split("RESULT ", 1)[1]), done.stderr
+
+
 def user_script_project(root: Path, pin: str = "24.2") -> Path:
     """A user's project: a script, its helper module and the local package
     ``mylib`` the helper imports (none installed), and a pinned ``packaging``."""
@@ -136,17 +150,8 @@ def test_user_script_with_helper_and_pinned_package_runs_in_container(
     if builder == "oci":
         env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"  # no engine at all
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "script.py"],
-        cwd=proj,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
+    value, stderr = run_user_script(proj, env)
     elapsed = time.monotonic() - started
-    assert done.returncode == 0, done.stderr[-4000:]
-    value = json.loads(done.stdout.split("RESULT ", 1)[1])
     _SITES[builder] = value.pop("site")
     # The helper module and the mylib package it imports travelled by value;
     # packaging is the image's pinned 24.2, not this client's; it ran inside the
@@ -158,10 +163,8 @@ def test_user_script_with_helper_and_pinned_package_runs_in_container(
         "in_container": True,
         "uid": 1000,
     }
-    pushed = [
-        line for line in done.stderr.splitlines() if "pushed worker image" in line
-    ]
-    assert pushed, done.stderr[-2000:]
+    pushed = [line for line in stderr.splitlines() if "pushed worker image" in line]
+    assert pushed, stderr[-2000:]
     image = next(i for i in list_images() if i.tag == tag)
     assert image.builder == builder
     if len(_SITES) == 2:  # both builders ran: their images hold the same files

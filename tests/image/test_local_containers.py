@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from .conftest import require_container_tools
-from .test_image_containers import user_script_project
+from .test_image_containers import run_user_script, user_script_project
 
 pytestmark = [
     pytest.mark.container,
@@ -59,16 +59,7 @@ def test_local_up_containers_runs_a_user_script_in_its_image(tmp_path):
         assert env["DOCKER_HOST"] == ctr["docker_host"]
 
         proj = user_script_project(tmp_path / "proj")
-        done = subprocess.run(
-            [sys.executable, "script.py"],
-            cwd=proj,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr[-4000:]
-        value = json.loads(done.stdout.split("RESULT ", 1)[1])
+        value, _ = run_user_script(proj, env)
         assert {
             k: value[k] for k in ("square", "unit", "packaging", "in_container")
         } == {"square": 49, "unit": "metre", "packaging": "24.2", "in_container": True}
