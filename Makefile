@@ -36,7 +36,7 @@ bench: install
 
 lint:
 	$(RUN) ruff check .
-	$(RUN) ruff format --check sdk worker cli localstack tests examples bench
+	$(RUN) ruff format --check sdk worker cli localstack tests examples bench README.md
 
 infra: install
 	$(RUN) starburst-cli infra apply
