@@ -83,7 +83,9 @@ def test_cloud_budget_stops_launching_and_stops_workers(cloud):
     assert len(tasks) == 1 and tasks[0]["lastStatus"] == "STOPPED"
     cost = plan.cost()
     assert cost <= budget * 1.05, (cost, budget)
-    assert cost == _cost.session_cost(session_registry(cloud, plan.session_id)).total
+    final = session_registry(cloud, plan.session_id)
+    assert final.state == "over budget"
+    assert cost == _cost.session_cost(final).total
     status = CliRunner().invoke(cli_app, ["status", "--json"])
     assert status.exit_code == 0, status.output
     assert plan.session_id not in [

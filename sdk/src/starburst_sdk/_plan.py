@@ -1733,7 +1733,13 @@ class Plan(Executor):
             if self._queues is not None and not cancelled:
                 self._queues.delete(self._clients.sqs)
             self.registry.state = (
-                "cancelled" if cancelled else "broken" if self._broken else "ended"
+                "cancelled"
+                if cancelled
+                else "broken"
+                if self._broken
+                else "over budget"
+                if self._budget_hit
+                else "ended"
             )
             self._checkpoint()
             log.info("%s", self._summary("ended"))
