@@ -266,3 +266,14 @@ def test_ecs_cost_stops_growing_after_the_session_ends(fake, monkeypatch):
     later = types.SimpleNamespace(time=lambda: real_time.time() + 3600)
     monkeypatch.setattr(_plan, "time", later)
     assert plan.cost() == first
+
+
+def test_ecs_status_after_the_plan_ends_asks_ecs_about_workers_not_seen_stop(fake):
+    with Plan(workers=1, idle_timeout=30) as plan:
+        assert plan.submit(square, 3).result(timeout=60) == 9
+    worker = plan.registry.all()[0]
+    assert not worker.alive
+    worker.status, worker.stopped = "RUNNING", None  # its stop was not yet seen
+    status = plan.status()
+    assert (status.workers_running, status.workers_stopped) == (0, 1)
+    assert worker.stopped is not None

@@ -630,7 +630,15 @@ class Plan(Executor):
         return False
 
     def status(self) -> PlanStatus:
-        """Workers and items right now."""
+        """Workers and items right now.
+
+        While the plan runs, its monitor keeps the workers' states current;
+        once it has ended, each call asks ECS about workers not yet known to
+        have stopped (they stop a few seconds after shutdown)."""
+        if self._closed.is_set() and any(w.alive for w in self.registry.all()):
+            _cost.refresh_registry(
+                self.registry, self._clients.ecs, self.config.cluster
+            )
         workers = self.registry.all()
         with self._lock:
             c = self._counters
