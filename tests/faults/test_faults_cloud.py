@@ -231,3 +231,65 @@ def test_cloud_client_terminated_stops_its_workers_and_queues(cloud):
         ecs.describe_tasks(cluster=cfg["cluster"], tasks=live)["tasks"] if live else []
     )
     assert not [t for t in tasks if t.get("startedBy") == f"starburst-{sid}"]
+
+
+WAITING = textwrap.dedent("""
+    import signal, time
+    from starburst_sdk import Plan
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited off
+
+    def slow_square(x, seconds):
+        time.sleep(seconds)
+        return x * x
+
+    with Plan(workers=2, cpu=0.25, memory="512MB", idle_timeout=120) as plan:
+        futures = [plan.submit(slow_square, i, 30.0) for i in range(6)]
+        print(plan.session_id, flush=True)
+        while not plan.registry.alive():
+            time.sleep(0.1)
+        print("ready", flush=True)
+    # leaving the block: shutdown(wait=True) waits for the calls, and is stopped
+""")
+
+
+@pytest.mark.parametrize(
+    "signum, times",
+    [(signal.SIGINT, 1), (signal.SIGINT, 2), (signal.SIGTERM, 1)],
+    ids=["ctrl-c", "ctrl-c-twice", "sigterm"],
+)
+def test_cloud_signal_while_the_with_block_waits_stops_everything(cloud, signum, times):
+    ecs, s3, sqs = boto3.client("ecs"), boto3.client("s3"), boto3.client("sqs")
+    cfg = cloud.config
+    child = subprocess.Popen(
+        [sys.executable, "-c", WAITING],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        sid = child.stdout.readline().strip()
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # in shutdown(wait=True) by now
+        for _ in range(times):
+            child.send_signal(signum)
+            time.sleep(0.5)
+        child.wait(timeout=60)  # not the 30 s calls, nor the 120 s idle timeout
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    reg = Registry.from_json(
+        s3.get_object(Bucket=cfg["bucket"], Key=registry_key(cfg["prefix"], sid))[
+            "Body"
+        ].read()
+    )
+    assert reg.state == "aborted", child.stderr.read()[-3000:]
+    queues = sqs.list_queues(QueueNamePrefix=f"{cfg['queue_prefix']}-{sid}")
+    assert queues.get("QueueUrls", []) == []
+    arns = [w.arn for w in reg.all()]
+    assert arns
+    tasks = ecs.describe_tasks(cluster=cfg["cluster"], tasks=arns)["tasks"]
+    assert tasks and all(t["desiredStatus"] == "STOPPED" for t in tasks)

@@ -247,6 +247,7 @@ def test_plan_shutdown_cancel_futures_cancels_pending(fake):
         assert f.cancelled() or f.result(timeout=0) == i
     status = plan.status()
     assert status.pending == status.running == 0
+    assert (status.cancelled, status.completed) == (len(cancelled), 10 - len(cancelled))
     with pytest.raises(RuntimeError, match="shutdown"):
         plan.submit(square, 1)
     assert len(s3_keys(doc, plan.session_id, "tasks")) == 10 - len(cancelled)
@@ -267,6 +268,7 @@ def test_plan_future_cancel_before_dispatch(fake):
     assert len(s3_keys(doc, plan.session_id, "tasks")) == 3
     status = plan.status()
     assert status.completed == 3 and status.pending == status.running == 0
+    assert status.cancelled == 3 and status.failed == 0
 
 
 def test_plan_cancelled_work_launches_no_worker(fake, monkeypatch):

@@ -30,7 +30,7 @@ from starburst_sdk._session import (
 )
 
 #: Registry states after which a session's workers should all have stopped.
-ENDED = frozenset({"ended", "broken", "cancelled", "over budget"})
+ENDED = frozenset({"ended", "broken", "cancelled", "over budget", "aborted"})
 SESSION_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]+$")
 LIVE = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING")
 #: A running session whose client has not written session.json for this long

@@ -174,6 +174,7 @@ class PlanStatus:
     running: int
     completed: int
     failed: int
+    cancelled: int
 
     @property
     def running_workers(self) -> int:
@@ -184,6 +185,7 @@ class PlanStatus:
 class _Counters:
     completed: int = 0
     failed: int = 0
+    cancelled: int = 0  # items whose futures were cancelled before they ran
     items_pending: int = 0
     items_running: int = 0
     wave: int = 0
@@ -489,6 +491,7 @@ class Plan(Executor):
         self._collector: threading.Thread | None = None
         self._io = ThreadPoolExecutor(16, thread_name_prefix="starburst-io")
         self._closed = threading.Event()
+        self._collector_done = threading.Event()
         self._closing = threading.Event()  # _close_session is deleting the queues
         self._dirty = False
         self._missing: dict[str, float] = {}  # announced, but no result object yet
@@ -616,9 +619,19 @@ class Plan(Executor):
             self._io.shutdown(wait=False)
             return
         if wait:
-            engine.join()
-            if self._collector is not None:
-                self._collector.join()
+            try:
+                self._wait_closed()
+            except BaseException as exc:  # Ctrl-C or SIGTERM while waiting
+                self._abort(_interrupted(exc))
+                raise
+
+    def _wait_closed(self) -> None:
+        """Wait until the engine has closed the session and the collector has
+        ended. Events, not ``Thread.join``: on Python 3.11 a join interrupted
+        by Ctrl-C marks the thread stopped while it still runs, and every
+        later join returns at once."""
+        self._closed.wait()
+        self._collector_done.wait()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         if exc_type is None:
@@ -654,6 +667,7 @@ class Plan(Executor):
                 running=c.items_running,
                 completed=c.completed,
                 failed=c.failed,
+                cancelled=c.cancelled,
             )
 
     def cost(self) -> float:
@@ -841,6 +855,7 @@ class Plan(Executor):
                 )
             )
             plan._closed.set()
+            plan._collector_done.set()
             plan._io.shutdown(wait=False)
             return plan
         with plan._wake:
@@ -952,6 +967,7 @@ class Plan(Executor):
         for item in self._pending:
             if item[0].cancel() or item[0].cancelled():
                 self._drop_pending_locked(item)
+                self._counters.cancelled += 1
             else:
                 kept.append(item)
         self._pending = kept
@@ -1475,6 +1491,8 @@ class Plan(Executor):
                 futures.append(future)
                 blobs.append(blob)
                 nbytes += len(blob)
+            else:
+                self._counters.cancelled += 1
         if not futures:
             return None
         return _Task(
@@ -1747,10 +1765,12 @@ class Plan(Executor):
                 if self._broken
                 else "over budget"
                 if self._budget_hit
+                else "aborted"
+                if self._aborted
                 else "ended"
             )
             self._checkpoint()
-            log.info("%s", self._summary("ended"))
+            log.info("%s", self._summary(self.registry.state))
         except Exception:
             log.exception(
                 "could not clean up session %s; run `starburst-cli cleanup`",
@@ -1795,7 +1815,8 @@ class Plan(Executor):
         extra = f"; {self._budget_hit}" if self._budget_hit else ""
         return (
             f"session {self.session_id} {state}: {st.completed} done, "
-            f"{st.failed} failed, {len(self.registry.all())} worker(s) in "
+            f"{st.failed} failed, {st.cancelled} cancelled, "
+            f"{len(self.registry.all())} worker(s) in "
             f"{st.wave} wave(s), {time.time() - self.registry.created:.0f} s; "
             f"cost {money}{extra}"
         )
@@ -1875,6 +1896,8 @@ class Plan(Executor):
             if self._closing.is_set() and _queue_gone(exc):
                 return  # shutdown deleted the queues under a last poll
             self._fail_session(exc, "starburst collector for session %s failed")
+        finally:
+            self._collector_done.set()
 
     def _collect_announced(self) -> int:
         assert self._queues is not None
@@ -2088,14 +2111,19 @@ class Plan(Executor):
             self._inflight.clear()
             self._counters.items_pending = self._counters.items_running = 0
             self._wake.notify_all()
+        failed = cancelled = 0
         for task in tasks:
             for f in task.futures:
                 if f.done():
-                    continue
-                if f.running() or f.set_running_or_notify_cancel():
+                    cancelled += f.cancelled()
+                elif f.running() or f.set_running_or_notify_cancel():
                     f.set_exception(exc)
-            with self._lock:
-                self._counters.failed += len(task.futures)
+                    failed += 1
+                else:
+                    cancelled += 1
+        with self._lock:
+            self._counters.failed += failed
+            self._counters.cancelled += cancelled
 
     def _fail_session(self, exc: BaseException, what: str) -> None:
         """A thread of the plan failed with ``exc``: say why, fail the rest.
@@ -2163,7 +2191,7 @@ class Plan(Executor):
             engine = self._engine
         self._fail_outstanding(StarburstError(f"the task was stopped because {why}"))
         if engine is not None:
-            engine.join()
+            self._wait_closed()
         else:
             self._io.shutdown(wait=False)
 
@@ -2176,6 +2204,15 @@ _live_plans: weakref.WeakSet[Plan] = weakref.WeakSet()
 
 
 _terminating = False  # SIGTERM arrived while plans ran
+
+
+def _interrupted(exc: BaseException) -> str:
+    """Why a plan was aborted while its client waited for it to finish."""
+    if _terminating:
+        return "the client process received SIGTERM"
+    if isinstance(exc, KeyboardInterrupt):
+        return "the client was interrupted (KeyboardInterrupt)"
+    return f"the client raised {type(exc).__name__} while waiting for the plan"
 
 
 def _at_exit() -> None:
