@@ -132,6 +132,26 @@ def test_worker_out_of_memory_every_attempt_names_the_memory_setting(puppet_clou
     assert time.monotonic() - t0 < 30  # released at once, not after visibility
 
 
+def test_worker_lost_with_a_batch_of_calls_says_they_fail_together(puppet_cloud):
+    _, fargate = puppet_cloud
+
+    def always_oom(p, task):
+        p.hold(task)
+        Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
+
+    puppet = Puppet(fargate, always_oom)
+    try:
+        with Plan(workers=1, max_attempts=1, idle_timeout=1, chunksize=3) as plan:
+            futures = [plan.submit(square, i) for i in range(3)]
+            errors = [f.exception(timeout=60) for f in futures]
+    finally:
+        puppet.close()
+    assert all(isinstance(e, WorkerLostError) for e in errors)
+    text = str(errors[0])
+    assert "one of 3 calls of" in text and "square" in text
+    assert "chunksize=1" in text and "OutOfMemory" in text
+
+
 @pytest.mark.parametrize("announce", [True, False], ids=["announced", "silent"])
 def test_result_missing_after_clean_stop_fails_naming_task_and_key(
     puppet_cloud, monkeypatch, announce
@@ -177,6 +197,34 @@ def test_stop_description_says_memory_only_when_ecs_does():
     assert "memory=2048 MiB" in oom
     spot = _stop_description(stopped(exit_code=137, stop_code="SpotInterruption"), 2048)
     assert "Spot" in spot and "memory=" not in spot
+
+
+@pytest.mark.parametrize(
+    "code, says",
+    [
+        (139, "SIGSEGV"),
+        (134, "SIGABRT"),
+        (143, "SIGTERM"),
+        (130, "SIGINT"),
+        (5, "exited with code 5 while running a call"),
+        (1, "starburst-cli logs 20261204-sid --worker w1"),
+    ],
+)
+def test_stop_description_explains_the_exit_code(code, says):
+    from starburst_sdk._plan import _stop_description
+    from starburst_sdk._session import WorkerRecord
+
+    worker = WorkerRecord(
+        "arn:aws:ecs:t/c/w1",
+        0.0,
+        1,
+        status="STOPPED",
+        exit_code=code,
+        stop_code="EssentialContainerExited",
+    )
+    text = _stop_description(worker, 2048, "20261204-sid")
+    assert f"exit code {code} (" in text and says in text
+    assert "memory" not in text
 
 
 def test_worker_killed_before_its_claim_says_running_charges_the_first(puppet_cloud):

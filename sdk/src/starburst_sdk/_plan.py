@@ -1526,7 +1526,9 @@ class Plan(Executor):
                 self._on_worker_stopped(worker)
 
     def _on_worker_stopped(self, worker: WorkerRecord) -> None:
-        reason = _stop_description(worker, self._settings.size.memory_mib)
+        reason = _stop_description(
+            worker, self._settings.size.memory_mib, self.session_id
+        )
         if worker.started is None or worker.stop_code == "TaskFailedToStart":
             with self._lock:
                 self._counters.start_failures += 1
@@ -1588,12 +1590,21 @@ class Plan(Executor):
                 )
             except Exception as exc:
                 log.debug("could not delete the message of task %s: %s", task_id, exc)
+            n = len(task.futures)
+            batch = (
+                f"; it was one of {n} calls of {task.fn_name or 'the function'} "
+                "sent together as one task, which are retried and fail together: "
+                "any of them may have stopped the worker (map(..., chunksize=1) "
+                "or Plan(chunksize=1) runs them one by one)"
+                if n > 1
+                else ""
+            )
             self._fail_task(
                 task_id,
                 WorkerLostError(
-                    f"task {task_id} was lost {runs} time(s) while running, the "
-                    f"limit (max_attempts={self._settings.max_attempts}); last "
-                    f"worker {worker.task_id} stopped: {reason}"
+                    f"the call was lost {runs} time(s) while running, the limit "
+                    f"(max_attempts={self._settings.max_attempts}); last worker "
+                    f"{worker.task_id} stopped: {reason}{batch} [task {task_id}]"
                 ),
             )
         else:
@@ -2444,7 +2455,9 @@ def dlq_receives(max_attempts: int) -> int:
     return 2 * max_attempts
 
 
-def _stop_description(worker: WorkerRecord, memory_mib: int | None = None) -> str:
+def _stop_description(
+    worker: WorkerRecord, memory_mib: int | None = None, session: str = "SESSION"
+) -> str:
     parts = [p for p in (worker.stop_code, worker.reason) if p]
     if worker.exit_code not in (None, 0):
         parts.append(f"exit code {worker.exit_code}")
@@ -2460,7 +2473,45 @@ def _stop_description(worker: WorkerRecord, memory_mib: int | None = None) -> st
         text += f" ({_HINTS['SpotInterruption']})"
     elif worker.exit_code == 137:
         text += f" ({_HINTS['SIGKILL']})"
+    elif worker.exit_code is not None and worker.exit_code != 0:
+        meaning = _exit_code_meaning(worker.exit_code)
+        text += " (" + meaning.format(session=session, worker=worker.task_id) + ")"
     return text
+
+
+def _exit_code_meaning(code: int) -> str:
+    """What a worker's container exit code (other than 0 and 137) says."""
+    if code == 1:
+        return (
+            "the worker failed; its log says why: starburst-cli logs {session} "
+            "--worker {worker}"
+        )
+    if code == 128 + signal.SIGSEGV:
+        return (
+            "the worker crashed with SIGSEGV, a segmentation fault: usually C "
+            "code (an extension module, ctypes, a native library) the call ran"
+        )
+    if code == 128 + signal.SIGABRT:
+        return (
+            "the worker aborted (SIGABRT): usually a failed check in C code the "
+            "call ran"
+        )
+    if code == 128 + signal.SIGTERM:
+        return (
+            "the worker was sent SIGTERM (StopTask, a Spot interruption or a kill "
+            "from outside) and the call it ran was cut short"
+        )
+    if code > 128:
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            name = f"signal {code - 128}"
+        return f"the worker was killed by {name}"
+    return (
+        f"the worker process exited with code {code} while running a call: the "
+        "function, or a library it called, ended the process (os._exit, or a C "
+        "library's exit)"
+    )
 
 
 __all__ = ["Plan", "PlanStatus"]
