@@ -19,3 +19,24 @@ def test_clients_without_region_names_the_variable(aws_env, monkeypatch, tmp_pat
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     with pytest.raises(ConfigError, match="set AWS_REGION"):
         Clients()
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["none", "key-only"])
+def test_plan_without_credentials_says_how_to_give_them(
+    aws_env, monkeypatch, tmp_path, partial
+):
+    from starburst_sdk import CredentialsError, Plan
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    if partial:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(CredentialsError) as info:
+        Plan(workers=1)
+    text = str(info.value)
+    assert ("SSM parameter /starburst/default/config" in text) != partial
+    assert ("AWS_SECRET_ACCESS_KEY" in text) and ("ssm" in text) == partial
+    assert "AWS_PROFILE" in text and "starburst-cli local env" in text

@@ -61,12 +61,25 @@ class Clients:
         with self._lock:
             client = self._clients.get(name)
             if client is None:
-                client = self._session.client(
-                    name, region_name=self.region, config=_CONFIG
-                )
+                try:
+                    client = self._session.client(
+                        name, region_name=self.region, config=_CONFIG
+                    )
+                except _CREDENTIAL_ERRORS as exc:  # e.g. a key without a secret
+                    from ._errors import CredentialsError
+
+                    raise CredentialsError(
+                        f"cannot make the boto3 {name} client: {exc}. {CREDENTIALS_FIX}"
+                    ) from None
                 self._clients[name] = client
             return client
 
+
+CREDENTIALS_FIX = (
+    "Give this process AWS credentials: set AWS_PROFILE (after `aws configure` "
+    "or `aws sso login`), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; for "
+    'the local cloud, run `eval "$(starburst-cli local env)"`'
+)
 
 _CREDENTIAL_CODES = frozenset(
     {
@@ -89,8 +102,14 @@ _CREDENTIAL_ERRORS = (
 
 
 def credentials_error(exc: BaseException) -> bool:
-    """Whether AWS refused a call for its credentials (expired, unknown or absent)."""
-    return isinstance(exc, _CREDENTIAL_ERRORS) or error_code(exc) in _CREDENTIAL_CODES
+    """Whether AWS refused a call for its credentials (expired, unknown or
+    absent), or a client could not be made for want of them."""
+    from ._errors import CredentialsError
+
+    return (
+        isinstance(exc, (*_CREDENTIAL_ERRORS, CredentialsError))
+        or error_code(exc) in _CREDENTIAL_CODES
+    )
 
 
 def error_code(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import ConfigError
+from ._errors import ConfigError, CredentialsError
 
 #: key -> JSON type every document must carry.
 REQUIRED: dict[str, type] = {
@@ -113,7 +113,13 @@ class DeploymentConfig:
 
 
 def load_config(ssm_client: Any, deployment: str) -> DeploymentConfig:
-    """Read and validate the deployment's document from SSM."""
+    """Read and validate the deployment's document from SSM.
+
+    Raises ``ConfigError`` when it is absent or malformed and
+    ``CredentialsError`` when AWS refuses (or finds no) credentials: this is
+    the first AWS call of a plan, so the place to say how to give them."""
+    from ._aws import CREDENTIALS_FIX, credentials_error
+
     name = parameter_name(deployment)
     try:
         resp = ssm_client.get_parameter(Name=name, WithDecryption=True)
@@ -125,6 +131,12 @@ def load_config(ssm_client: Any, deployment: str) -> DeploymentConfig:
             "(AWS_REGION, Plan(region=...)) and STARBURST_DEPLOYMENT; create the "
             "deployment with `starburst-cli infra apply`, or start the local cloud "
             'with `starburst-cli local up` and `eval "$(starburst-cli local env)"`'
+        ) from None
+    except Exception as exc:
+        if not credentials_error(exc):
+            raise
+        raise CredentialsError(
+            f"cannot read SSM parameter {name}: {exc}. {CREDENTIALS_FIX}"
         ) from None
     try:
         doc = json.loads(resp["Parameter"]["Value"])

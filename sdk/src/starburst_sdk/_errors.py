@@ -11,8 +11,9 @@ StarburstError
  ├── QuotaError             no worker can start: the Fargate vCPU quota is used up
  ├── BudgetExceededError    the plan reached its ``max_cost``: its workers were
  │                          stopped and its unfinished items failed with this
- ├── CredentialsError       AWS kept refusing the credentials, even reloaded;
- │                          says which workers still run
+ ├── CredentialsError       AWS found no credentials or refused them; during
+ │                          a plan, after reloading them, saying which
+ │                          workers still run
  ├── SessionNotFoundError   ``Plan.attach`` found no such session
  ├── SessionCancelledError  the session was cancelled from outside the plan
  │                          (``starburst-cli cancel``) before the item finished
@@ -67,7 +68,8 @@ class BudgetExceededError(StarburstError):
 
 
 class CredentialsError(StarburstError):
-    """AWS refused the plan's credentials (expired or revoked), even reloaded."""
+    """AWS found no credentials, or refused them (expired or revoked): before a
+    plan starts, or during one after reloading them failed."""
 
 
 class SessionNotFoundError(StarburstError, LookupError):
