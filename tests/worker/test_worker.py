@@ -501,3 +501,98 @@ def test_worker_sigterm_line_counts_released_tasks():
     assert worker_mod._sigterm_line(None, 1) == (
         "stopped by SIGTERM with no task running; released 1 held task(s) for retry"
     )
+
+
+def close_stdout(x):
+    sys.stdout.close()
+    return "closed"
+
+
+def replace_stdout(x):
+    import io
+
+    sys.stdout = io.StringIO()
+    return "replaced"
+
+
+@pytest.mark.parametrize("fn", [close_stdout, replace_stdout])
+def test_worker_call_that_closes_or_replaces_stdout_keeps_the_log(
+    aws_env, monkeypatch, fn
+):
+    read_end, write_end = os.pipe()
+    # Like Python's own sys.stdout: closing it leaves the descriptor open.
+    out = open(write_end, "w", buffering=1, closefd=False)  # noqa: SIM115
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        with mock_aws():
+            env = Env()
+            env.put_task("00000041", fn, [(1,)])
+            env.put_task("00000042", double, [(2,)])
+            env.worker.handle(env.receive())
+            env.worker.handle(env.receive())
+            returned = env.outcomes("00000041")[1][0].value()
+            assert returned == {close_stdout: "closed", replace_stdout: "replaced"}[fn]
+            assert env.outcomes("00000042")[1][0].value() == 4
+        assert not sys.stdout.closed and sys.stdout.fileno() == write_end
+        sys.stdout.flush()
+        os.set_blocking(read_end, False)
+        logged = os.read(read_end, 65536).decode()
+        assert "task 00000041 attempt 1: 1 item(s), 0 failed" in logged
+        assert "task 00000042 attempt 1: 1 item(s), 0 failed" in logged
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_worker_process_exits_despite_a_non_daemon_thread_left_running(code):
+    import subprocess
+
+    script = (
+        "import runpy, threading, time\n"
+        "import starburst_worker.worker as w\n"
+        "def main():\n"
+        "    threading.Thread(target=time.sleep, args=(600,)).start()\n"
+        "    print('done', flush=True)\n"
+        f"    return {code}\n"
+        "w.main = main\n"
+        "runpy.run_module('starburst_worker', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == code and proc.stdout == "done\n"
+
+
+def read_claim_now(x):
+    """Run by the worker: the held tasks its claim lists at this moment."""
+    s3 = boto3.client("s3", region_name=REGION)
+    key = worker_mod.claim_key(PREFIX, SESSION, "w1")
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())["held"]
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_worker_retry_is_claimed_as_running_before_its_call_starts(wenv, attempt):
+    worker = wenv.worker
+
+    class ClaimThreadAsleep(threading.Event):
+        """The claim thread's write never comes in time (until the stop)."""
+
+        def set(self):
+            if worker._stop.is_set():
+                super().set()
+
+    worker._claim_due = ClaimThreadAsleep()
+    wenv.put_task("00000051", read_claim_now, [(0,)])
+    for _ in range(attempt - 1):  # an earlier worker received it and was lost
+        lost = wenv.receive()
+        wenv.sqs.change_message_visibility(
+            QueueUrl=wenv.url, ReceiptHandle=lost["ReceiptHandle"], VisibilityTimeout=0
+        )
+    assert worker.run() == 0
+    env, outcomes = wenv.outcomes("00000051")
+    assert env["attempt"] == attempt
+    (held,) = outcomes[0].value()
+    # A first attempt saves the PUT (its claim follows off-thread); a retry may
+    # be of a call that kills the process at once, so it is claimed first.
+    assert held["running"] is (attempt > 1)

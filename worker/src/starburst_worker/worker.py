@@ -38,8 +38,11 @@ the window::
 or finished and still uploading; ``running`` is true only for the task whose
 items the main thread is executing (so a worker killed for memory is charged
 one attempt of that task, not of the one fetched ahead). It is rewritten (one
-small PUT) on each receive, and by the claim thread when a task starts
-running. Every write snapshots ``held`` under one lock held through its PUT, so
+small PUT) on each receive, and when a task starts running: by the claim
+thread for a first attempt, so that a task waits for no PUT, but before the
+call starts for a retry, which may be of a call that kills the process at once
+(in the middle of the claim thread's PUT, LocalStack keeps a torn object). Every
+write snapshots ``held`` under one lock held through its PUT, so
 the last claim written lists every message held then. A message is received
 with a short visibility, ``RECEIVE_VISIBILITY``, and given the full window only
 once the claim listing it is written: a message that a dead worker's pending
@@ -202,6 +205,12 @@ class Worker:
         self._stop = threading.Event()
         self._busy = False
         self._last_activity = time.monotonic()
+        # The streams the worker prints to; a call that closes or replaces
+        # sys.stdout or sys.stderr gets them back after it returns.
+        self._stdio = {"stdout": sys.stdout, "stderr": sys.stderr}
+        self._stdio_fd = {
+            name: _fileno(s, n) for n, (name, s) in enumerate(self._stdio.items(), 1)
+        }
 
     # -- the loop -----------------------------------------------------------
 
@@ -235,7 +244,14 @@ class Worker:
                 self._busy = True
                 try:
                     self._start(held)
-                    self._claim_due.set()  # off this thread: no delay per task
+                    if held.attempt > 1:
+                        # A retry may be of a call that kills the process at
+                        # once; its claim must say it ran before it runs, or
+                        # the PUT is cut off (LocalStack then keeps a torn
+                        # object) and the loss is not charged to it.
+                        self._write_claim()
+                    else:
+                        self._claim_due.set()  # off this thread: no delay per task
                     job = self._execute(held, data)
                     self._end(held)
                 finally:
@@ -589,12 +605,36 @@ class Worker:
         except Stopped:
             raise
         except BaseException as exc:  # the user's exception becomes the outcome
+            self._restore_stdio()
             if timer.fired:
                 return self._timed_out(exc, time.perf_counter() - t0)
             return envelope.failure(exc, time.perf_counter() - t0)
+        self._restore_stdio()
         if timer.fired:  # the call caught every interruption and returned
             return self._timed_out(None, time.perf_counter() - t0)
         return envelope.success(value, time.perf_counter() - t0)
+
+    def _restore_stdio(self) -> None:
+        """Give sys.stdout and sys.stderr back to the worker after a call that
+        closed or replaced them, so that its own lines (and the next call's
+        prints) still reach the log. Python's standard streams do not close
+        their file descriptors, so a closed one is reopened on the same fd."""
+        for name, stream in list(self._stdio.items()):
+            if getattr(stream, "closed", False):
+                stream = open(  # noqa: SIM115 - kept for the life of the process
+                    self._stdio_fd[name],
+                    "w",
+                    buffering=1,
+                    encoding="utf-8",
+                    errors="backslashreplace",
+                    closefd=False,
+                )
+                self._stdio[name] = stream
+                for handler in logging.getLogger().handlers:
+                    if getattr(getattr(handler, "stream", None), "closed", False):
+                        handler.setStream(stream)
+            if getattr(sys, name) is not stream:
+                setattr(sys, name, stream)
 
     def _timed_out(self, exc: BaseException | None, seconds: float) -> envelope.Outcome:
         """A TimeoutError outcome, with the traceback of where the call was when
@@ -603,6 +643,13 @@ class Worker:
         if exc is None:
             return envelope.failure(err, seconds, tb_text="")
         return envelope.failure(err.with_traceback(exc.__traceback__), seconds)
+
+
+def _fileno(stream: Any, default: int) -> int:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # not a file (e.g. captured)
+        return default
 
 
 def _call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
