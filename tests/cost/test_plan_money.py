@@ -128,6 +128,53 @@ def test_detached_session_is_collected_by_attach(fake):
     assert not attached.registry.alive()
 
 
+def slow_square(x):
+    time.sleep(0.5)
+    return x * x
+
+
+def ecs_states(plan):
+    arns = [w.arn for w in plan.registry.all()]
+    tasks = boto3.client("ecs").describe_tasks(cluster=plan.config.cluster, tasks=arns)
+    return {t["lastStatus"] for t in tasks["tasks"]}
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_attacher_interrupted_leaves_the_detached_session_running(fake, interrupt):
+    with Plan(workers=1, idle_timeout=30, detach=True) as plan:
+        plan.map(slow_square, range(6), chunksize=1)
+    sid = plan.session_id
+    queue = f"{plan.config.queue_prefix}-{sid}"
+    with pytest.raises(interrupt), Plan.attach(sid) as attached:
+        attached.futures[0].result(timeout=60)
+        raise interrupt()  # Ctrl-C, or an error, while watching the session
+    left = [f.exception() for f in attached.futures if f.exception()]
+    assert left and all("still detached" in str(e) for e in left)
+    assert f"Plan.attach({sid!r})" in str(left[0])
+    assert json.loads(session_json(plan))["state"] == "detached"
+    boto3.client("sqs").get_queue_url(QueueName=queue)  # not deleted
+    assert "STOPPED" not in ecs_states(attached)  # its worker goes on
+    with Plan.attach(sid) as again:
+        values = [f.result(timeout=60) for f in again.futures]
+    assert values == [x * x for x in range(6)]
+    assert json.loads(session_json(plan))["state"] == "ended"
+
+
+def test_attach_to_an_aborted_session_says_why_its_queue_is_gone(fake):
+    with pytest.raises(RuntimeError), Plan(workers=1, idle_timeout=30) as plan:
+        for _ in range(4):
+            plan.submit(time.sleep, 5)
+        deadline = time.monotonic() + 30
+        while not plan.registry.task_ids and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise RuntimeError("the user's code failed")  # while the first runs
+    assert json.loads(session_json(plan))["state"] == "aborted"
+    with Plan.attach(plan.session_id) as attached:
+        errors = [f.exception(timeout=60) for f in attached.futures]
+    assert errors and all("was aborted" in str(e) for e in errors)
+    assert json.loads(session_json(plan))["state"] == "aborted"  # still
+
+
 def test_attach_finds_tasks_sent_after_the_last_checkpoint(fake):
     with Plan(workers=2, idle_timeout=5, detach=True) as plan:
         plan.map(square, range(6), chunksize=2)

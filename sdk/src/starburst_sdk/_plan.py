@@ -464,6 +464,8 @@ class Plan(Executor):
         self.futures: list[Future] = []
         self._attached = False
         self._aborted = False
+        self._was = ""  # an attached plan: the session's state before attach
+        self._redetach = False  # an attached plan leaves its session detached
         self._budget_hit: str | None = None
         self._budget_noted = False
 
@@ -639,7 +641,11 @@ class Plan(Executor):
         else:
             # The caller is leaving on an error (or Ctrl-C): nothing it started
             # should keep running or billing.
-            self._abort(f"the with-block raised {exc_type.__name__}")
+            self._abort(
+                "the client process received SIGTERM"
+                if _terminating and issubclass(exc_type, SystemExit)
+                else f"the with-block raised {exc_type.__name__}"
+            )
         return False
 
     def status(self) -> PlanStatus:
@@ -786,7 +792,12 @@ class Plan(Executor):
         was sent, in submission order; they resolve as results arrive (those
         already written resolve at once). Workers that stopped while work
         remains are replaced. Its shutdown, once every result is in, deletes
-        the session's queues and stops any workers left.
+        the session's queues and stops any workers left. Interrupted before
+        that (Ctrl-C, SIGTERM, an error in its ``with`` block), a plan
+        attached to a detached session leaves it detached, its workers going
+        on, and fails its waiting futures saying how to attach again; one
+        attached to a session whose client died stops it, as that client's
+        plan would have.
 
         Raises:
             SessionNotFoundError: the deployment has no such session.
@@ -833,6 +844,7 @@ class Plan(Executor):
         plan = cls.__new__(cls)
         plan._init_state(clients, config, settings, registry)
         plan._attached = True
+        plan._was = was
         plan._counters.wave = max((w.wave for w in registry.all()), default=0)
         ids = list(registry.task_ids)
         for task_id, n in zip(ids, registry.task_sizes, strict=True):
@@ -1086,7 +1098,7 @@ class Plan(Executor):
                 task_id,
                 ResultMissingError(
                     f"task {task_id} of session {self.session_id} has no result and the "
-                    "session's queue is gone (the session ended or was cancelled)"
+                    f"session's queue is gone: {_gone_because(self._was)}"
                 ),
             )
         return None
@@ -1752,7 +1764,9 @@ class Plan(Executor):
         self._closing.set()
         try:
             with self._lock:
-                detach = self._may_detach_locked() and self._broken is None
+                detach = (
+                    self._may_detach_locked() or self._redetach
+                ) and self._broken is None
             if detach:
                 self._detach()
                 return
@@ -1780,6 +1794,10 @@ class Plan(Executor):
                 if self._aborted
                 else "ended"
             )
+            if self._was in ("aborted", "broken", "over budget"):
+                # Collecting an ended session's results does not change how
+                # it ended.
+                self.registry.state = self._was
             self._checkpoint()
             log.info("%s", self._summary(self.registry.state))
         except Exception:
@@ -2194,6 +2212,9 @@ class Plan(Executor):
         self._fail_outstanding(broken)
 
     def _abort(self, why: str) -> None:
+        if self._attached and self._was == "detached":
+            self._leave_detached(why)
+            return
         with self._wake:
             self._aborted = True
             self._shutdown = True
@@ -2206,6 +2227,37 @@ class Plan(Executor):
         else:
             self._io.shutdown(wait=False)
 
+    def _leave_detached(self, why: str) -> None:
+        """An attached plan of a detached session stops collecting (Ctrl-C,
+        SIGTERM, an error in its with-block) and leaves the session as it found
+        it: detached, its queues and workers going on, for a later attach."""
+        sid = self.session_id
+        with self._wake:
+            self._redetach = True
+            self._shutdown = True
+            self._wake.notify_all()
+            engine = self._engine
+        self._fail_outstanding(
+            StarburstError(
+                f"stopped waiting because {why}; session {sid} is still detached "
+                f"and its workers go on: collect the result with "
+                f"Plan.attach({sid!r}), or stop the session with "
+                f"`starburst-cli cancel {sid}`"
+            )
+        )
+        if engine is not None:
+            self._wait_closed()
+        else:
+            self._io.shutdown(wait=False)
+        log.warning(
+            "session %s left detached (%s): its workers go on; collect the "
+            "results with Plan.attach(%r) or stop it with `starburst-cli cancel %s`",
+            sid,
+            why,
+            sid,
+            sid,
+        )
+
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -2215,6 +2267,18 @@ _live_plans: weakref.WeakSet[Plan] = weakref.WeakSet()
 
 
 _terminating = False  # SIGTERM arrived while plans ran
+
+
+def _gone_because(state: str) -> str:
+    """Why an attached session's queue is gone, from its state before attach."""
+    return {
+        "aborted": "the session was aborted (its client was interrupted, got "
+        "SIGTERM or raised in its with-block), which stopped its workers and "
+        "deleted its queues",
+        "over budget": "the session reached its max_cost, which stopped it",
+        "broken": "the session failed (see its client's log) and was stopped",
+        "cancelled": "the session was cancelled (`starburst-cli cancel`)",
+    }.get(state, "the session ended or was cancelled")
 
 
 def _interrupted(exc: BaseException) -> str:
@@ -2259,7 +2323,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         return
     _terminating = True
-    log.warning("SIGTERM: stopping the workers of %d plan(s)", len(_live_plans))
+    plans = list(_live_plans)
+    kept = sum(1 for p in plans if p._attached and p._was == "detached")
+    log.warning(
+        "SIGTERM: stopping the workers of %d plan(s)%s",
+        len(plans) - kept,
+        f", leaving {kept} detached session(s) running" if kept else "",
+    )
     raise SystemExit(128 + signum)
 
 
