@@ -74,3 +74,31 @@ def test_remote_traceback_gets_the_local_source_lines(tmp_path):
     assert lines[4] == "    return 1 / x"
     assert lines[2] == "    return fn(*args, **kwargs)"  # not doubled
     assert lines[5] == "ZeroDivisionError: division by zero"
+
+
+def test_a_child_process_that_cannot_import_a_shipped_module_gets_a_hint(
+    tmp_path, monkeypatch
+):
+    import importlib
+
+    from starburst_sdk._modules import ship_local_modules
+    from starburst_sdk._plan import _rebuild_exception
+    from starburst_worker import envelope
+
+    (tmp_path / "childmod_hint.py").write_text("def sq(x):\n    return x * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    childmod = importlib.import_module("childmod_hint")
+    ship_local_modules(childmod.sq)
+
+    def rebuilt(missing):
+        # As a worker reports it: the call's child process could not import it.
+        err = ModuleNotFoundError(f"No module named '{missing}'", name=missing)
+        outcome = envelope.failure(err, 0.1)
+        return _rebuild_exception(outcome, "00000001", "w1", 1)
+
+    exc = rebuilt("childmod_hint")
+    assert isinstance(exc, ModuleNotFoundError)
+    hint = exc.__notes__[-1]
+    assert "'childmod_hint' is one of your own modules" in hint
+    assert "prefer='threads'" in hint and "package the worker image" in hint
+    assert len(rebuilt("not_a_module_of_yours").__notes__) == 1  # no hint

@@ -80,3 +80,10 @@ def ship_local_modules(*objs: Any) -> None:
         if module is not None and is_local(module):
             cloudpickle.register_pickle_by_value(module)
             _registered.add(name)
+
+
+def shipped_by_value(name: str) -> bool:
+    """Whether the module ``name`` (or its package) is one this process ships
+    by value with each call."""
+    top = name.split(".")[0]
+    return name in _registered or top in _registered

@@ -2464,7 +2464,32 @@ def _rebuild_exception(
     exc.add_note(
         f"raised in starburst task {task_id} on worker {worker} (attempt {attempt})"
     )
+    hint = _local_module_hint(f"{outcome.error_text or ''} {exc}")
+    if hint:
+        exc.add_note(hint)
     return exc
+
+
+_NO_MODULE = re.compile(r"No module named '([\w.]+)'")
+
+
+def _local_module_hint(text: str) -> str:
+    """What to do when a worker could not import one of the user's local
+    modules: the call itself has them (they travel by value), so the import
+    that failed was in a process the call started."""
+    from ._modules import shipped_by_value
+
+    for name in _NO_MODULE.findall(text):
+        if shipped_by_value(name):
+            return (
+                f"{name!r} is one of your own modules, not installed in the worker "
+                "image: it travels by value with each call, so the call can use "
+                "it, but a process the call starts (multiprocessing, joblib or "
+                "scikit-learn n_jobs, subprocess) cannot import it. Use threads "
+                "there (joblib's prefer='threads', a ThreadPoolExecutor), or put "
+                "the code in a package the worker image installs"
+            )
+    return ""
 
 
 _FRAME = re.compile(r'^(\s*)File "([^"]+)", line (\d+), in ')
