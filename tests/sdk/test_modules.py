@@ -102,3 +102,8 @@ def test_a_child_process_that_cannot_import_a_shipped_module_gets_a_hint(
     assert "'childmod_hint' is one of your own modules" in hint
     assert "prefer='threads'" in hint and "package the worker image" in hint
     assert len(rebuilt("not_a_module_of_yours").__notes__) == 1  # no hint
+    # One of the user's files the client never imported: it was never sent.
+    (tmp_path / "never_imported_hint.py").write_text("X = 1\n")
+    hint = rebuilt("never_imported_hint").__notes__[-1]
+    assert "had not imported it" in hint
+    assert "`import never_imported_hint` at the top of your script" in hint

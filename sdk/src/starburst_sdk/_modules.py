@@ -87,3 +87,22 @@ def shipped_by_value(name: str) -> bool:
     by value with each call."""
     top = name.split(".")[0]
     return name in _registered or top in _registered
+
+
+def local_but_not_shipped(name: str) -> bool:
+    """Whether ``name``'s top-level module is one of the user's files that this
+    process could import but has not (so it was never shipped)."""
+    import importlib.util
+
+    top = name.split(".")[0]
+    if top in sys.modules or top in _registered:
+        return False
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name: runs no code
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(spec, "origin", None)
+    if not origin or not Path(origin).is_file():
+        return False
+    path = Path(origin).resolve()
+    return not any(path.is_relative_to(root) for root in _installed_roots())

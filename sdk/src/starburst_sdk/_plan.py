@@ -2475,18 +2475,29 @@ _NO_MODULE = re.compile(r"No module named '([\w.]+)'")
 
 def _local_module_hint(text: str) -> str:
     """What to do when a worker could not import one of the user's local
-    modules: the call itself has them (they travel by value), so the import
-    that failed was in a process the call started."""
-    from ._modules import shipped_by_value
+    modules: they are not files there; they travel by value inside the
+    pickled function and arguments, and only if this process imported them."""
+    from ._modules import local_but_not_shipped, shipped_by_value
 
     for name in _NO_MODULE.findall(text):
+        if local_but_not_shipped(name):
+            return (
+                f"{name!r} is one of your own modules, not installed in the worker "
+                "image, and this process had not imported it when it sent the "
+                f"call, so it did not travel with it: `import {name}` at the top "
+                "of your script (not inside the function), and it is sent by "
+                "value with each call"
+            )
         if shipped_by_value(name):
             return (
                 f"{name!r} is one of your own modules, not installed in the worker "
-                "image: it travels by value with each call, so the call can use "
-                "it, but a process the call starts (multiprocessing, joblib or "
-                "scikit-learn n_jobs, subprocess) cannot import it. Use threads "
-                "there (joblib's prefer='threads', a ThreadPoolExecutor), or put "
+                "image: it travels by value inside each call's function and "
+                f"arguments, so a module-level `import {name}` in your script "
+                f"works, but an `import {name}` that runs on the worker (inside "
+                "the function, or in a process the call starts: multiprocessing, "
+                "joblib or scikit-learn n_jobs, subprocess) cannot find it. "
+                "Import it at module level, use threads for parallel work inside "
+                "a call (joblib's prefer='threads', a ThreadPoolExecutor), or put "
                 "the code in a package the worker image installs"
             )
     return ""
