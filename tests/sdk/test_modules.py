@@ -107,3 +107,11 @@ def test_a_child_process_that_cannot_import_a_shipped_module_gets_a_hint(
     hint = rebuilt("never_imported_hint").__notes__[-1]
     assert "had not imported it" in hint
     assert "`import never_imported_hint` at the top of your script" in hint
+    # A submodule of a local package the client imported, but not that one.
+    (tmp_path / "pkg_hint").mkdir()
+    (tmp_path / "pkg_hint" / "__init__.py").write_text("")
+    (tmp_path / "pkg_hint" / "sub.py").write_text("Y = 2\n")
+    importlib.import_module("pkg_hint")
+    ship_local_modules()
+    hint = rebuilt("pkg_hint.sub").__notes__[-1]
+    assert "`import pkg_hint.sub` at the top of your script" in hint

@@ -1,5 +1,6 @@
 """The worker loop, in process, against moto's S3 and SQS."""
 
+import contextlib
 import json
 import logging
 import os
@@ -505,24 +506,59 @@ def test_worker_sigterm_line_counts_released_tasks():
 
 def close_stdout(x):
     sys.stdout.close()
-    return "closed"
+    return "done"
+
+
+def close_stderr(x):
+    sys.stderr.close()
+    return "done"
+
+
+def close_both(x):
+    sys.stdout.close()
+    sys.stderr.close()
+    return "done"
 
 
 def replace_stdout(x):
     import io
 
     sys.stdout = io.StringIO()
-    return "replaced"
+    return "done"
 
 
-@pytest.mark.parametrize("fn", [close_stdout, replace_stdout])
-def test_worker_call_that_closes_or_replaces_stdout_keeps_the_log(
+def detach_stdout(x):
+    sys.stdout.detach()
+    return "done"
+
+
+def close_descriptors(x):
+    os.close(sys.stdout.fileno())
+    os.close(sys.stderr.fileno())
+    return "done"
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        close_stdout,
+        close_stderr,
+        close_both,
+        replace_stdout,
+        detach_stdout,
+        close_descriptors,
+    ],
+)
+def test_worker_call_that_breaks_stdout_or_stderr_keeps_the_log(
     aws_env, monkeypatch, fn
 ):
-    read_end, write_end = os.pipe()
-    # Like Python's own sys.stdout: closing it leaves the descriptor open.
-    out = open(write_end, "w", buffering=1, closefd=False)  # noqa: SIM115
-    monkeypatch.setattr(sys, "stdout", out)
+    pipes = {name: os.pipe() for name in ("stdout", "stderr")}
+    for name, (_, write_end) in pipes.items():
+        # Like Python's own streams: closing one leaves the descriptor open.
+        stream = open(write_end, "w", buffering=1, closefd=False)  # noqa: SIM115
+        monkeypatch.setattr(sys, name, stream)
+    handler = logging.StreamHandler(sys.stderr)  # the worker's log handler
+    logging.getLogger().addHandler(handler)
     try:
         with mock_aws():
             env = Env()
@@ -530,18 +566,28 @@ def test_worker_call_that_closes_or_replaces_stdout_keeps_the_log(
             env.put_task("00000042", double, [(2,)])
             env.worker.handle(env.receive())
             env.worker.handle(env.receive())
-            returned = env.outcomes("00000041")[1][0].value()
-            assert returned == {close_stdout: "closed", replace_stdout: "replaced"}[fn]
+            assert env.outcomes("00000041")[1][0].value() == "done"
             assert env.outcomes("00000042")[1][0].value() == 4
-        assert not sys.stdout.closed and sys.stdout.fileno() == write_end
+        for name, (_, write_end) in pipes.items():
+            stream = getattr(sys, name)
+            assert not stream.closed and stream.fileno() == write_end
+            os.fstat(write_end)  # open again, if the call closed it
+        assert handler.stream is sys.stderr
+        logging.getLogger("starburst.worker").warning("still logging")
         sys.stdout.flush()
+        read_end = pipes["stdout"][0]
         os.set_blocking(read_end, False)
         logged = os.read(read_end, 65536).decode()
         assert "task 00000041 attempt 1: 1 item(s), 0 failed" in logged
         assert "task 00000042 attempt 1: 1 item(s), 0 failed" in logged
+        os.set_blocking(pipes["stderr"][0], False)
+        assert "still logging" in os.read(pipes["stderr"][0], 65536).decode()
     finally:
-        os.close(read_end)
-        os.close(write_end)
+        logging.getLogger().removeHandler(handler)
+        for read_end, write_end in pipes.values():
+            os.close(read_end)
+            with contextlib.suppress(OSError):
+                os.close(write_end)
 
 
 @pytest.mark.parametrize("code", [0, 3])

@@ -95,7 +95,11 @@ def local_but_not_shipped(name: str) -> bool:
     import importlib.util
 
     top = name.split(".")[0]
-    if top in sys.modules or top in _registered:
+    if name in sys.modules:
+        return False
+    if top in sys.modules:  # a submodule of a local package, never imported
+        return "." in name and is_local(sys.modules[top])
+    if top in _registered:
         return False
     try:
         spec = importlib.util.find_spec(top)  # a top-level name: runs no code

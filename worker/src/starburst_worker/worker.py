@@ -61,6 +61,7 @@ so another worker picks it up, and exits 143.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -211,6 +212,8 @@ class Worker:
         self._stdio_fd = {
             name: _fileno(s, n) for n, (name, s) in enumerate(self._stdio.items(), 1)
         }
+        # Copies of their descriptors, for a call that closes the descriptor.
+        self._stdio_copy = {name: _dup(fd) for name, fd in self._stdio_fd.items()}
 
     # -- the loop -----------------------------------------------------------
 
@@ -616,25 +619,52 @@ class Worker:
 
     def _restore_stdio(self) -> None:
         """Give sys.stdout and sys.stderr back to the worker after a call that
-        closed or replaced them, so that its own lines (and the next call's
-        prints) still reach the log. Python's standard streams do not close
-        their file descriptors, so a closed one is reopened on the same fd."""
-        for name, stream in list(self._stdio.items()):
-            if getattr(stream, "closed", False):
+        closed, detached or replaced them (or closed their descriptors), so
+        that its own lines and the next call's prints still reach the log.
+        Python's standard streams do not close their descriptors: a closed
+        stream is reopened on the same one, restored first if it was closed."""
+        for name in self._stdio:
+            try:
+                self._restore_stream(name)
+            except Exception as exc:  # never lose the call's outcome over it
+                with contextlib.suppress(Exception):
+                    log.warning("could not restore sys.%s: %s", name, exc)
+
+    def _restore_stream(self, name: str) -> None:
+        stream = self._stdio[name]
+        fd, copy = self._stdio_fd[name], self._stdio_copy[name]
+        if copy is not None:
+            try:
+                os.fstat(fd)
+            except OSError:  # the call closed the descriptor itself
+                with contextlib.suppress(OSError):
+                    os.dup2(copy, fd)
+        if not _usable(stream):
+            old = stream
+            try:
                 stream = open(  # noqa: SIM115 - kept for the life of the process
-                    self._stdio_fd[name],
+                    fd,
                     "w",
                     buffering=1,
                     encoding="utf-8",
                     errors="backslashreplace",
                     closefd=False,
                 )
-                self._stdio[name] = stream
-                for handler in logging.getLogger().handlers:
-                    if getattr(getattr(handler, "stream", None), "closed", False):
-                        handler.setStream(stream)
-            if getattr(sys, name) is not stream:
-                setattr(sys, name, stream)
+            except OSError:
+                return  # nothing left to write to; the next call may fix it
+            self._stdio[name] = stream
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and (
+                    handler.stream is old
+                ):
+                    # Not setStream: it flushes the old, closed stream.
+                    handler.acquire()
+                    try:
+                        handler.stream = stream
+                    finally:
+                        handler.release()
+        if getattr(sys, name) is not stream:
+            setattr(sys, name, stream)
 
     def _timed_out(self, exc: BaseException | None, seconds: float) -> envelope.Outcome:
         """A TimeoutError outcome, with the traceback of where the call was when
@@ -643,6 +673,21 @@ class Worker:
         if exc is None:
             return envelope.failure(err, seconds, tb_text="")
         return envelope.failure(err.with_traceback(exc.__traceback__), seconds)
+
+
+def _usable(stream: Any) -> bool:
+    """Whether ``stream`` can still be written (not closed nor detached)."""
+    try:
+        return stream is not None and not stream.closed
+    except Exception:  # e.g. "underlying buffer has been detached"
+        return False
+
+
+def _dup(fd: int) -> int | None:
+    try:
+        return os.dup(fd)
+    except OSError:
+        return None
 
 
 def _fileno(stream: Any, default: int) -> int:
