@@ -191,3 +191,17 @@ def test_attach_finds_tasks_sent_after_the_last_checkpoint(fake):
     with Plan.attach(sid) as attached:
         values = [f.result(timeout=60) for f in attached.futures]
     assert values == [x * x for x in range(6)]
+
+
+def test_a_process_forked_while_a_plan_runs_exits_without_waiting_for_it(fake):
+    import multiprocessing
+
+    with Plan(workers=1, idle_timeout=5) as plan:
+        assert plan.submit(square, 2).result(timeout=60) == 4
+        child = multiprocessing.get_context("fork").Process(target=square, args=(3,))
+        child.start()
+        child.join(timeout=30)
+        if child.is_alive():  # it waited at exit for the plan's threads
+            child.kill()
+            child.join()
+        assert child.exitcode == 0

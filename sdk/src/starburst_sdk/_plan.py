@@ -2334,6 +2334,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+# A process forked while plans run (multiprocessing, a ProcessPoolExecutor in
+# the with-block) has none of their threads: at its exit it must not wait for
+# them, nor stop their workers.
+os.register_at_fork(after_in_child=_live_plans.clear)
 
 
 def _time_calls(fn: Callable[..., Any], sample: Iterable[Any]) -> tuple[float, str]:
