@@ -107,14 +107,16 @@ def test_worker_lost_charges_an_attempt_only_to_the_task_it_ran(puppet_cloud):
     assert not puppet.errors
 
 
+def _always_oom(p, task):
+    """Every worker is killed for memory while it runs its task."""
+    p.hold(task)
+    Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
+
+
 def test_worker_out_of_memory_every_attempt_names_the_memory_setting(puppet_cloud):
     _, fargate = puppet_cloud
 
-    def always_oom(p, task):
-        p.hold(task)
-        Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
-
-    puppet = Puppet(fargate, always_oom)
+    puppet = Puppet(fargate, _always_oom)
     t0 = time.monotonic()
     try:
         with Plan(
@@ -135,11 +137,7 @@ def test_worker_out_of_memory_every_attempt_names_the_memory_setting(puppet_clou
 def test_worker_lost_with_a_batch_of_calls_says_they_fail_together(puppet_cloud):
     _, fargate = puppet_cloud
 
-    def always_oom(p, task):
-        p.hold(task)
-        Puppet.stop(task, exit_code=137, container_reason=OOM_REASON)
-
-    puppet = Puppet(fargate, always_oom)
+    puppet = Puppet(fargate, _always_oom)
     try:
         with Plan(workers=1, max_attempts=1, idle_timeout=1, chunksize=3) as plan:
             futures = [plan.submit(square, i) for i in range(3)]
